@@ -1,0 +1,259 @@
+"""`audiorecon`: the command line over the pipeline's stages and the tools for users' own WAV files.
+
+Every command validates params.yaml first (where it reads it) and turns a bad input into one
+message on stderr and exit code 2; heavy libraries are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import ParamsError, load_params
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="audiorecon: train neural networks that reconstruct degraded audio (DVC + Keras + MLflow).",
+)
+err = Console(stderr=True)
+out = Console()
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file to validate and use")]
+ExpOpt = Annotated[str, typer.Option("--experiment", "-e", help="experiment name from params.yaml")]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'bad input', reported as one line instead of a traceback."""
+    from .data import DataError
+
+    types: list[type[BaseException]] = [ParamsError, DataError, FileNotFoundError]
+    for mod, name in [
+        ("pipeline.audio", "AudioError"),
+        ("pipeline.streaming", "ModelDirError"),
+        ("pipeline.tracking", "TrackingError"),
+        ("pipeline.tune", "TuneError"),
+    ]:
+        try:
+            module = __import__(mod, fromlist=[name])
+            types.append(getattr(module, name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def friendly(fn):
+    """Run a command; print user errors as one line and exit 2 (1 for anything unexpected)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except _user_errors() as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _fmt(cfg) -> str:
+    """`family k=v ...` with ranges as lo..hi: one readable line per config block."""
+    d = cfg.model_dump(exclude_none=True)
+    head = d.pop("family", None) or d.pop("kind", None) or d.pop("arch", None) or ""
+    parts = [f"{k}={v[0]}..{v[1]}" if isinstance(v, tuple) else f"{k}={v}" for k, v in d.items()]
+    return " ".join([head, *parts]).strip()
+
+
+def _params(path: Path):
+    return load_params(path)
+
+
+@app.command()
+@friendly
+def check(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Validate params.yaml and print the resolved experiments."""
+    p = _params(params)
+    out.print(f"[green]{params}: valid[/] (seed {p.base.seed}{', quick' if p.base.quick else ''})")
+    for name in p.experiments:
+        e = p.experiment(name)
+        out.print(
+            f"[bold]{name}[/]: {_fmt(e.signal)} -> {_fmt(e.degradation)}; "
+            f"T={e.frame_length} @ {e.sample_rate} Hz; "
+            f"frames {e.sizes.train}/{e.sizes.val}/{e.sizes.test}; {_fmt(e.model)}; {_fmt(e.train)}",
+            highlight=False,
+        )
+    t = p.tune_settings()
+    out.print(f"tune: enabled={t.enabled} n_trials={t.n_trials} workers={t.workers} "
+              f"sampler={t.sampler} pruner={t.pruner} space={sorted(t.space)}")
+
+
+@app.command()
+@friendly
+def generate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stage generate@E: write data/E/ (clean and degraded splits, manifest, digest)."""
+    from .generate import generate_experiment
+
+    p = _params(params)
+    p.experiment(experiment)
+    rec = generate_experiment(p, experiment)
+    out.print(f"data/{experiment}: digest {rec['digest']} sizes {rec['sizes']}")
+
+
+@app.command()
+@friendly
+def train(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stage train@E: fit the model, write models/E/{model.keras,meta.json,history.csv}."""
+    from .train import train_experiment
+
+    p = _params(params)
+    p.experiment(experiment)
+    meta = train_experiment(p, experiment, Path("."))
+    out.print(f"models/{experiment}: best val loss {meta.get('best_val_loss')} "
+              f"(epoch {meta.get('best_epoch')}), run {meta.get('mlflow_run_id')}")
+
+
+@app.command()
+@friendly
+def tune(
+    experiment: ExpOpt,
+    params: ParamsOpt = Path("params.yaml"),
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL (default: OPTUNA_STORAGE, then params, then a local file)")] = None,
+    n_trials: Annotated[int | None, typer.Option(help="trials to add (default: params)")] = None,
+    workers: Annotated[int | None, typer.Option(help="local worker processes")] = None,
+) -> None:
+    """Stage tune@E: run/continue the Optuna study, write reports/E/best_params.yaml."""
+    from .tune import tune_experiment
+
+    p = _params(params)
+    p.experiment(experiment)
+    res = tune_experiment(p, experiment, Path("."), storage=storage, n_trials=n_trials,
+                          workers=workers)
+    out.print(f"reports/{experiment}/best_params.yaml: {res}")
+
+
+@app.command()
+@friendly
+def evaluate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stage evaluate@E: score the model against classical baselines and the oracle."""
+    from .evaluate import evaluate_experiment
+
+    p = _params(params)
+    p.experiment(experiment)
+    m = evaluate_experiment(p, experiment, Path("."))
+    out.print(f"reports/{experiment}/metrics.json: model gain {m.get('model_gain_db')} dB")
+
+
+@app.command()
+@friendly
+def summary(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stage summary: reports/summary.csv and summary.md over all experiments."""
+    from .evaluate import write_summary
+
+    p = _params(params)
+    table = write_summary(p, Path("."))
+    out.print(table)
+
+
+@app.command()
+@friendly
+def degrade(
+    experiment: ExpOpt,
+    input: Annotated[Path, typer.Option("--input", "-i", help="clean WAV/FLAC file")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="degraded file to write")],
+    seed: Annotated[int, typer.Option(help="seed of the degradation's random draws")] = 0,
+    params: ParamsOpt = Path("params.yaml"),
+    subtype: Annotated[str, typer.Option(help="soundfile subtype of the output")] = "FLOAT",
+) -> None:
+    """Apply an experiment's degradation to a WAV file (kept at its own rate and length)."""
+    import numpy as np
+
+    from .audio import read_audio, write_audio_atomic
+    from .degradations import apply_long
+
+    p = _params(params)
+    exp = p.experiment(experiment)
+    x, rate, _ = read_audio(input)
+    # Frame statistics are defined at the model's rate: scale the frame length to this file's rate.
+    frame = max(1, round(exp.frame_length * rate / exp.sample_rate))
+    deg = exp.degradation
+    if hasattr(deg, "factor") and deg.kind == "bandwidth":
+        # The cut-off is relative to the model's rate; at another rate keep the same cut-off in Hz.
+        factor = max(2, round(deg.factor * rate / exp.sample_rate))
+        deg = deg.model_copy(update={"factor": factor})
+    rng = np.random.default_rng(seed)
+    y = np.stack([apply_long(deg, x[:, c], rng, frame) for c in range(x.shape[1])], axis=1)
+    write_audio_atomic(output, y, rate, subtype=subtype)
+    out.print(f"{output}: {experiment} degradation applied ({len(y) / rate:.2f} s, {rate} Hz)")
+
+
+@app.command()
+@friendly
+def enhance(
+    model: Annotated[Path, typer.Option("--model", "-m", help="models/E folder or its model.keras")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="degraded WAV/FLAC file")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
+    subtype: Annotated[str, typer.Option(help="output subtype: PCM_16, PCM_24, FLOAT")] = "PCM_16",
+    hop: Annotated[int | None, typer.Option(help="overlap-add hop (default frame/2)")] = None,
+) -> None:
+    """Reconstruct a degraded recording with a trained model (streaming overlap-add)."""
+    from .streaming import enhance_file
+
+    stats = enhance_file(model, input, output, subtype=subtype, hop=hop)
+    out.print(f"{output}: {stats.get('seconds', 0):.2f} s of audio at "
+              f"{stats.get('realtime_factor', 0):.0f}x real time")
+
+
+@app.command()
+@friendly
+def score(
+    clean: Annotated[Path, typer.Option("--clean", help="reference file")],
+    estimate: Annotated[Path, typer.Option("--estimate", help="file to score")],
+    degraded: Annotated[Path | None, typer.Option(help="optional degraded input, for gains")] = None,
+) -> None:
+    """Print SNR, SI-SDR and LSD of an estimate against its clean reference."""
+    import numpy as np
+
+    from .audio import AudioError, read_audio, resample, to_mono
+    from .metrics import lsd, si_sdr_db, snr_db
+
+    ref, rate, _ = read_audio(clean)
+    ref = to_mono(ref)
+    table = Table(title=f"score vs {clean}")
+    for col in ("file", "SNR dB", "SI-SDR dB", "LSD"):
+        table.add_column(col)
+    for label, path in (("estimate", estimate), ("degraded", degraded)):
+        if path is None:
+            continue
+        est, r2, _ = read_audio(path)
+        est = to_mono(est)
+        if r2 != rate:
+            est = resample(est, r2, rate)
+        if abs(len(est) - len(ref)) > max(1, len(ref) // 1000):
+            raise AudioError(f"{path}: {len(est)} samples vs {len(ref)} in {clean}; lengths differ")
+        n = min(len(est), len(ref))
+        e, r = est[None, :n].astype(np.float32), ref[None, :n].astype(np.float32)
+        n_fft = min(2048, n)
+        table.add_row(f"{label} ({path.name})", f"{snr_db(e, r)[0]:.2f}", f"{si_sdr_db(e, r)[0]:.2f}",
+                      f"{lsd(e, r, n_fft)[0]:.3f}")
+    out.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,131 @@
+"""Degradations: signal (n, T) -> degraded signal (n, T), same rate and length. numpy/scipy only.
+
+Each function is vectorized over the batch of frames, draws its randomness from the Generator it is
+given, and returns ``(degraded, draws)`` with one value per frame in ``draws`` for the manifest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal as sps
+from scipy.interpolate import CubicSpline
+
+from .config import BandwidthDeg, BitdepthDeg, ClipDeg, DropoutDeg, NoiseDeg, QuantizeDeg
+
+
+def _rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1))
+
+
+def noise(cfg: NoiseDeg, x: np.ndarray, rng: np.random.Generator):
+    """Gaussian noise at a per-frame std (or per-frame SNR) plus sparse ±a impulses."""
+    n, T = x.shape
+    if cfg.std is not None:
+        std = rng.uniform(*cfg.std, size=n)
+    else:
+        snr = rng.uniform(*cfg.snr_db, size=n)
+        std = _rms(x) / 10 ** (snr / 20)
+    g = rng.standard_normal((n, T), dtype=np.float32)
+    y = x + g * std.astype(np.float32)[:, None]
+    p = rng.uniform(*cfg.impulse_prob, size=n).astype(np.float32)
+    a = rng.uniform(*cfg.impulse_amp, size=n).astype(np.float32)
+    u = rng.random((n, T), dtype=np.float32)
+    hit = u < p[:, None]
+    # Reuse the same uniform for the sign: given a hit (u < p), u / p is uniform on [0, 1).
+    sign = np.where(u < 0.5 * p[:, None], np.float32(-1), np.float32(1))
+    y += np.where(hit, sign * a[:, None], np.float32(0))
+    return y.astype(np.float32), {
+        "noise_std": std.astype(np.float32),
+        "impulse_prob": p,
+        "impulse_amp": a,
+        "n_impulses": hit.sum(1),
+    }
+
+
+def quantize(cfg: QuantizeDeg, x: np.ndarray, rng: np.random.Generator | None = None):
+    """Sample-and-hold: y[n] = x[K * floor(n / K)] (exact, a gather)."""
+    T = x.shape[-1]
+    held = (np.arange(T) // cfg.factor) * cfg.factor
+    return np.ascontiguousarray(x[..., held]), {}
+
+
+def bitdepth(cfg: BitdepthDeg, x: np.ndarray, rng: np.random.Generator):
+    """Mid-tread amplitude quantization to `bits` over [-1, 1], optionally with TPDF dither."""
+    step = np.float32(2.0 / 2**cfg.bits)
+    z = x / step
+    if cfg.dither:
+        z = z + (rng.random(x.shape, dtype=np.float32) - rng.random(x.shape, dtype=np.float32))
+    y = np.clip(np.round(z) * step, -1.0, 1.0)
+    return y.astype(np.float32), {}
+
+
+def lowpass_sos(factor: int, order: int = 8, ripple_db: float = 0.05) -> np.ndarray:
+    """Chebyshev I anti-alias filter at 0.8 of the decimated Nyquist (scipy.signal.decimate's)."""
+    return sps.cheby1(order, ripple_db, 0.8 / factor, output="sos")
+
+
+def bandwidth(cfg: BandwidthDeg, x: np.ndarray, rng: np.random.Generator | None = None):
+    """Kuleshov et al.: low-pass, keep every r-th sample, cubic spline back to the full rate."""
+    T = x.shape[-1]
+    sos = lowpass_sos(cfg.factor, cfg.order, cfg.ripple_db)
+    padlen = min(3 * (2 * len(sos) + 1), T - 1)
+    low = sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+    keep = np.arange(0, T, cfg.factor)
+    y = CubicSpline(keep, low[..., keep], axis=-1)(np.arange(T))
+    return y.astype(np.float32), {}
+
+
+def clip(cfg: ClipDeg, x: np.ndarray, rng: np.random.Generator):
+    """Hard clipping at a per-frame fraction of the frame's own peak."""
+    level = rng.uniform(*cfg.level, size=x.shape[0]).astype(np.float32)
+    thr = (level * np.abs(x).max(axis=-1))[:, None]
+    return np.clip(x, -thr, thr).astype(np.float32), {"clip_level": level}
+
+
+def dropout(cfg: DropoutDeg, x: np.ndarray, rng: np.random.Generator):
+    """Packet-loss style zeroed gaps: gaps start with a per-frame probability per sample."""
+    n, T = x.shape
+    p = rng.uniform(*cfg.gap_prob, size=n).astype(np.float32)
+    length = rng.integers(cfg.gap_length[0], cfg.gap_length[1] + 1, size=n)
+    starts = rng.random((n, T), dtype=np.float32) < p[:, None]
+    pos = np.arange(T)
+    last_start = np.maximum.accumulate(np.where(starts, pos, -(10**9)), axis=1)
+    gap = (pos - last_start) < length[:, None]
+    y = np.where(gap, np.float32(0), x)
+    return y.astype(np.float32), {"gap_prob": p, "gap_length": length, "n_gaps": starts.sum(1)}
+
+
+_APPLY = {
+    NoiseDeg: noise,
+    QuantizeDeg: quantize,
+    BitdepthDeg: bitdepth,
+    BandwidthDeg: bandwidth,
+    ClipDeg: clip,
+    DropoutDeg: dropout,
+}
+
+
+def apply(cfg, x: np.ndarray, rng: np.random.Generator):
+    """Degrade a batch of frames (n, T) -> (degraded (n, T) float32, per-frame draws)."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+    return _APPLY[type(cfg)](cfg, x, rng)
+
+
+def apply_long(cfg, x: np.ndarray, rng: np.random.Generator, frame_length: int) -> np.ndarray:
+    """Degrade a whole signal (L,) with the per-frame statistics of training frames.
+
+    The signal is cut into consecutive frames of `frame_length` (the last one zero-padded), so
+    per-frame draws (noise level, SNR, clip level) change every frame as in the dataset; the
+    filters of `bandwidth` run over the whole signal so there are no seams.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    L = len(x)
+    if L == 0:
+        return x.copy()
+    if isinstance(cfg, (BandwidthDeg, QuantizeDeg)):
+        return apply(cfg, x[None, :], rng)[0][0][:L]
+    n = -(-L // frame_length)
+    frames = np.zeros((n, frame_length), np.float32)
+    frames.reshape(-1)[:L] = x
+    y, _ = apply(cfg, frames, rng)
+    return y.reshape(-1)[:L]

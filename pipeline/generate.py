@@ -1,0 +1,109 @@
+"""The `generate@<experiment>` stage: synthetic (clean, degraded) frame pairs on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import degradations, signals
+from .config import Experiment, Params
+from .data import SPLITS, array_path, atomic_dir, digest_arrays
+
+CHUNK = 1024  # frames per chunk: bounded memory, and n frames are a prefix of n + k frames
+
+
+def stream_key(name: str) -> int:
+    """A stable integer for an experiment name (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+
+
+def chunk_rngs(seed: int, name: str, split: str, chunk: int):
+    """Independent generators for the clean signal and the degradation of one chunk.
+
+    Each (experiment, split, chunk) has its own SeedSequence stream, so adding or editing one
+    experiment never moves another's data and the test split never shares a stream with training.
+    """
+    ss = np.random.SeedSequence(seed, spawn_key=(stream_key(name), SPLITS.index(split), chunk))
+    sig, deg = ss.spawn(2)
+    return np.random.default_rng(sig), np.random.default_rng(deg)
+
+
+def make_chunk(exp: Experiment, seed: int, name: str, split: str, chunk: int, n: int, root="."):
+    """Frames of one chunk. A chunk is always drawn whole and then cut to `n`, so a split of n
+    frames is exactly the prefix of a split of n + k frames."""
+    rng_sig, rng_deg = chunk_rngs(seed, name, split, chunk)
+    T, sr = exp.frame_length, exp.sample_rate
+    clean, draws = signals.generate(exp.signal, CHUNK, T, sr, rng_sig, root)
+    degraded, deg_draws = degradations.apply(exp.degradation, clean, rng_deg)
+    clean, degraded = clean[:n], degraded[:n]
+    draws = {k: np.asarray(v)[:n] for k, v in {**draws, **deg_draws}.items()}
+    err = np.sum(np.square(degraded - clean, dtype=np.float64), axis=1)
+    sig = np.sum(np.square(clean, dtype=np.float64), axis=1)
+    draws["input_snr_db"] = np.clip(10 * np.log10((sig + 1e-20) / (err + 1e-20)), -100, 100)
+    return clean.astype(np.float32), degraded.astype(np.float32), draws
+
+
+def make_split(exp: Experiment, seed: int, name: str, split: str, n: int, root=".", progress=None):
+    """All frames of one split, chunk by chunk on two threads (numpy releases the GIL)."""
+    counts = [min(CHUNK, n - s) for s in range(0, n, CHUNK)]
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        futures = [
+            pool.submit(make_chunk, exp, seed, name, split, i, c, root) for i, c in enumerate(counts)
+        ]
+        parts = []
+        for fut, c in zip(futures, counts, strict=True):
+            parts.append(fut.result())
+            if progress:
+                progress(c)
+    clean = np.concatenate([p[0] for p in parts])
+    degraded = np.concatenate([p[1] for p in parts])
+    table = pd.concat([pd.DataFrame(p[2]) for p in parts], ignore_index=True)
+    table.insert(0, "index", np.arange(n))
+    table.insert(0, "split", split)
+    return clean, degraded, table
+
+
+def generate_experiment(params: Params, name: str, root: str | os.PathLike[str] = ".") -> dict:
+    """Write data/<name>/ atomically; return the digest record."""
+    root = Path(root)
+    exp = params.experiment(name)
+    sizes = exp.sizes.model_dump()
+    show = sys.stdout.isatty() and not os.environ.get("CI")
+    arrays: dict[str, np.ndarray] = {}
+    tables = []
+    from rich.progress import Progress
+
+    with Progress(disable=not show, transient=True) as bar:
+        task = bar.add_task(f"generate {name}", total=sum(sizes.values()))
+        for split in SPLITS:
+            clean, degraded, table = make_split(
+                exp, params.base.seed, name, split, sizes[split], root,
+                progress=lambda k: bar.advance(task, k),
+            )
+            arrays[f"{split}_clean"], arrays[f"{split}_degraded"] = clean, degraded
+            tables.append(table)
+    config = exp.model_dump(mode="json", exclude={"model", "train"})
+    record = {
+        "experiment": name,
+        "digest": digest_arrays(arrays, json.dumps(config, sort_keys=True))[:16],
+        "seed": params.base.seed,
+        "frame_length": exp.frame_length,
+        "sample_rate": exp.sample_rate,
+        "sizes": sizes,
+        "config": config,
+    }
+    with atomic_dir(root / "data" / name) as tmp:
+        for key, arr in arrays.items():
+            split, kind = key.split("_")
+            np.save(array_path(tmp, split, kind), arr, allow_pickle=False)
+        pd.concat(tables, ignore_index=True).to_csv(tmp / "manifest.csv", index=False,
+                                                   float_format="%.6g")
+        (tmp / "digest.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
