@@ -23,10 +23,11 @@ def sine(cfg: SineSignal, n: int, T: int, rng: np.random.Generator):
     arg = TWO_PI * np.arange(f_lo, f_hi + 1, dtype=np.float32)[:, None] * np.arange(T) / T
     sin_t, cos_t = np.sin(arg, dtype=np.float32), np.cos(arg, dtype=np.float32)
     rows = f - f_lo
-    frames = sin_t[rows] * np.cos(phase).astype(np.float32)[:, None]
     if cfg.phase == "random":
-        frames += cos_t[rows] * np.sin(phase).astype(np.float32)[:, None]
-    frames *= amp[:, None]
+        frames = sin_t[rows] * (amp * np.cos(phase).astype(np.float32))[:, None]
+        frames += cos_t[rows] * (amp * np.sin(phase).astype(np.float32))[:, None]
+    else:
+        frames = sin_t[rows] * amp[:, None]
     return frames, {"f": f, "amplitude": amp, "phase": phase.astype(np.float32)}
 
 
