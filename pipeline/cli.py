@@ -163,7 +163,7 @@ def summary(params: ParamsOpt = Path("params.yaml")) -> None:
 
     p = _params(params)
     table = write_summary(p, Path("."))
-    out.print(table)
+    out.print(table.to_string(), highlight=False, soft_wrap=True)
 
 
 @app.command()
