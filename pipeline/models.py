@@ -1,0 +1,326 @@
+"""Keras models and losses that map degraded frames (batch, T, 1) to clean ones.
+
+Every custom piece is registered under the ``audiorecon`` package, so a saved ``model.keras``
+loads with ``keras.models.load_model(path, safe_mode=True)`` once this module is imported. No
+Lambda layers: safe mode refuses to deserialize them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import keras
+from keras import layers, ops
+
+if TYPE_CHECKING:
+    from pipeline.config import ModelCfg, TrainCfg
+
+PACKAGE = "audiorecon"
+EPS = 1e-8
+register = keras.saving.register_keras_serializable(package=PACKAGE)
+
+
+# ----------------------------------------------------------------------------- layers
+@register
+class PadToMultiple(layers.Layer):
+    """Zero-pad the time axis at the end to a multiple of `multiple`.
+
+    Strided/pooled stacks need T divisible by their total stride; padding inside the model lets
+    one set of weights serve frames of any length.
+    """
+
+    def __init__(self, multiple: int, **kwargs):
+        super().__init__(**kwargs)
+        self.multiple = int(multiple)
+
+    def call(self, x):
+        m = self.multiple
+        if m == 1:
+            return x
+        t = ops.shape(x)[1]
+        target = ((t + m - 1) // m) * m
+        # Pad by the static maximum, then cut to the dynamic target: works with T unknown.
+        padded = ops.pad(x, [[0, 0], [0, m - 1], [0, 0]])
+        return padded[:, :target, :]
+
+    def compute_output_shape(self, input_shape):
+        b, t, c = input_shape
+        if t is not None:
+            t = -(-t // self.multiple) * self.multiple
+        return (b, t, c)
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple}
+
+
+@register
+class CropLike(layers.Layer):
+    """Crop the time axis of the first input to the length of the second (undoes the pad)."""
+
+    def call(self, inputs):
+        x, ref = inputs
+        return x[:, : ops.shape(ref)[1], :]
+
+    def compute_output_shape(self, input_shape):
+        (b, _, c), (_, t, _) = input_shape
+        return (b, t, c)
+
+
+@register
+class SubPixel1D(layers.Layer):
+    """1-D pixel shuffle: (b, T, C*r) -> (b, T*r, C), as in Kuleshov et al. (2017).
+
+    Upsampling by reshuffling learnt channels avoids the checkerboard artefacts of transposed
+    convolutions.
+    """
+
+    def __init__(self, factor: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        c = x.shape[-1]
+        if c % self.factor:
+            raise ValueError(f"SubPixel1D: channels ({c}) not divisible by {self.factor}")
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(x, (b, t * self.factor, c // self.factor))
+
+    def compute_output_shape(self, input_shape):
+        b, t, c = input_shape
+        return (b, None if t is None else t * self.factor, c // self.factor)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@register
+class FrameRMS(layers.Layer):
+    """Per-frame RMS + eps, shaped (b, 1, 1): the scale used to normalise and de-normalise."""
+
+    def __init__(self, eps: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = float(eps)
+
+    def call(self, x):
+        return ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True)) + self.eps
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "eps": self.eps}
+
+
+@register
+class Scale(layers.Layer):
+    """Multiply (or divide) a signal by a per-frame scale of shape (b, 1, 1)."""
+
+    def __init__(self, divide: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.divide = bool(divide)
+
+    def call(self, inputs):
+        x, s = inputs
+        return x / s if self.divide else x * s
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "divide": self.divide}
+
+
+# ----------------------------------------------------------------------------- architectures
+def _seed_body(x, cfg: ModelCfg):
+    """The seed notebook's conv encoder-decoder, with a linear output so it can go negative."""
+    k = cfg.kernel_size
+    widths = (8, 16, 32, 64)
+
+    def block(h, f):
+        for _ in range(2):
+            h = layers.Conv1D(f, k, padding="same", activation="relu")(h)
+        return layers.Dropout(cfg.dropout)(h) if cfg.dropout else h
+
+    h = x
+    for f in widths:
+        h = layers.MaxPooling1D(2)(block(h, f))
+    h = block(h, 128)
+    for f in reversed(widths):
+        h = block(layers.UpSampling1D(2)(h), f)
+    return _head(x, h, k, cfg.residual), len(widths)
+
+
+def _head(x, h, kernel: int, residual: bool):
+    """Linear 1-channel output; with `residual` the net predicts y - x and x is added back.
+
+    The residual head starts at zero, so the untrained net is the identity: training starts from
+    "output the degraded input" instead of from noise.
+    """
+    init = "zeros" if residual else "glorot_uniform"
+    y = layers.Conv1D(1, kernel, padding="same", kernel_initializer=init, name="head")(h)
+    return layers.Add(name="residual")([x, y]) if residual else y
+
+
+def unet_plan(cfg: ModelCfg) -> list[tuple[int, int]]:
+    """(filters, kernel) per down block: filters double (capped at 8x), kernels shrink (min 3)."""
+    plan = []
+    for i in range(cfg.depth):
+        f = min(cfg.filters * 2**i, cfg.filters * 8)
+        k = max(3, (cfg.kernel_size // 2**i) | 1)  # keep kernels odd so 'same' is centred
+        plan.append((f, k))
+    return plan
+
+
+def _unet_body(x, cfg: ModelCfg):
+    """1-D U-Net after Kuleshov, Enam & Ermon (2017): strided convs down, pixel shuffle up."""
+    plan = unet_plan(cfg)
+
+    def norm(h):
+        return layers.BatchNormalization()(h) if cfg.batch_norm else h
+
+    def drop(h):
+        return layers.Dropout(cfg.dropout)(h) if cfg.dropout else h
+
+    skips = []
+    h = x
+    for f, k in plan:
+        skips.append(h)
+        h = layers.Conv1D(f, k, strides=2, padding="same")(h)
+        h = layers.LeakyReLU(0.2)(norm(h))
+    f_b, k_b = plan[-1]
+    h = layers.Conv1D(f_b, k_b, padding="same")(h)
+    h = layers.LeakyReLU(0.2)(drop(norm(h)))
+    for (f, k), skip in zip(reversed(plan), reversed(skips), strict=True):
+        h = layers.Conv1D(2 * f, k, padding="same")(h)
+        h = layers.ReLU()(drop(norm(h)))
+        h = SubPixel1D(2)(h)
+        h = layers.Concatenate()([h, skip])
+    return _head(x, h, plan[0][1], cfg.residual), cfg.depth
+
+
+def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
+    """Build `cfg.arch` for inputs (batch, T, 1) with any T; the output has the input's shape.
+
+    `cfg.residual` applies to both archs (set it false for the seed notebook's plain net).
+
+    `frame_length` is only checked: a net whose total stride exceeds the frame would see mostly
+    padding at its bottleneck.
+    """
+    inp = keras.Input(shape=(None, 1), dtype="float32", name="degraded")
+    x, scale = inp, None
+    if cfg.normalize:
+        scale = FrameRMS(name="frame_rms")(inp)
+        x = Scale(divide=True, name="to_unit_rms")([inp, scale])
+    stride_levels = 4 if cfg.arch == "seed_encoder_decoder" else cfg.depth
+    if frame_length is not None and 2**stride_levels > frame_length:
+        raise ValueError(
+            f"{cfg.arch} downsamples by {2**stride_levels}, more than frame_length {frame_length}; "
+            "lower model.depth"
+        )
+    padded = PadToMultiple(2**stride_levels, name="pad")(x)
+    if cfg.arch == "seed_encoder_decoder":
+        y, _ = _seed_body(padded, cfg)
+    elif cfg.arch == "unet":
+        y, _ = _unet_body(padded, cfg)
+    else:  # pragma: no cover - the schema forbids it
+        raise ValueError(f"unknown arch {cfg.arch}")
+    y = CropLike(name="crop")([y, x])
+    if scale is not None:
+        y = Scale(name="from_unit_rms")([y, scale])
+    return keras.Model(inp, y, name=cfg.arch)
+
+
+# ----------------------------------------------------------------------------- losses
+def stft_resolutions(frame_length: int | None) -> list[int]:
+    """FFT sizes for the multi-resolution STFT loss: powers of two from T/4 down, at least 8."""
+    base = 256 if frame_length is None else 2 ** int(math.log2(max(frame_length // 4, 8)))
+    return sorted({n for n in (base, base // 2, base // 4) if n >= 8})
+
+
+@register
+class ReconLoss(keras.losses.Loss):
+    """Per-frame reconstruction loss ("mse", "l1" or "snr") plus optional multi-res STFT term.
+
+    "snr" is the negative per-frame SNR in dB, so every frame counts the same whatever its level.
+    The STFT term (spectral convergence + log-magnitude L1) penalises spectral errors that a
+    sample-wise loss barely sees, e.g. missing high-frequency content after bandwidth loss.
+    """
+
+    def __init__(
+        self,
+        kind: str = "mse",
+        stft_weight: float = 0.0,
+        fft_sizes: tuple[int, ...] | list[int] = (64, 128, 256),
+        name: str | None = None,
+        **kwargs,
+    ):
+        if kind not in ("mse", "l1", "snr"):
+            raise ValueError(f"unknown loss `{kind}`; use mse, l1 or snr")
+        super().__init__(name=name or f"recon_{kind}", **kwargs)
+        self.kind = kind
+        self.stft_weight = float(stft_weight)
+        self.fft_sizes = [int(n) for n in fft_sizes]
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        err = y_true - y_pred
+        if self.kind == "mse":
+            loss = ops.mean(ops.square(err), axis=(1, 2))
+        elif self.kind == "l1":
+            loss = ops.mean(ops.abs(err), axis=(1, 2))
+        else:
+            loss = snr_loss(y_true, y_pred)
+        if self.stft_weight:
+            loss = loss + self.stft_weight * self._stft(y_true[..., 0], y_pred[..., 0])
+        return loss
+
+    def _stft(self, y, y_hat):
+        total = 0.0
+        for n in self.fft_sizes:
+            s, s_hat = _magnitude(y, n), _magnitude(y_hat, n)
+            sc = ops.sqrt(ops.sum(ops.square(s - s_hat), axis=(1, 2))) / (
+                ops.sqrt(ops.sum(ops.square(s), axis=(1, 2))) + 1e-6
+            )
+            mag = ops.mean(ops.abs(ops.log(s + 1e-5) - ops.log(s_hat + 1e-5)), axis=(1, 2))
+            total = total + sc + mag
+        return total / len(self.fft_sizes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kind": self.kind,
+            "stft_weight": self.stft_weight,
+            "fft_sizes": self.fft_sizes,
+        }
+
+
+def snr_loss(y_true, y_pred):
+    """-10 log10(sum y^2 / (sum (y - y_hat)^2 + eps) + eps) per frame, shape (batch,)."""
+    sig = ops.sum(ops.square(y_true), axis=(1, 2))
+    noise = ops.sum(ops.square(y_true - y_pred), axis=(1, 2))
+    return -10.0 * ops.log(sig / (noise + EPS) + EPS) / math.log(10.0)
+
+
+def _magnitude(x, n_fft: int):
+    re, im = ops.stft(x, sequence_length=n_fft, sequence_stride=n_fft // 4, fft_length=n_fft)
+    return ops.sqrt(ops.maximum(ops.square(re) + ops.square(im), 1e-10))
+
+
+def make_loss(train_cfg: TrainCfg, frame_length: int | None = None) -> ReconLoss:
+    """The loss named by `train_cfg`, with STFT resolutions suited to `frame_length`."""
+    return ReconLoss(
+        kind=train_cfg.loss,
+        stft_weight=train_cfg.stft_weight,
+        fft_sizes=stft_resolutions(frame_length),
+    )
+
+
+def make_optimizer(train_cfg: TrainCfg) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate)
+
+
+def compile_model(model: keras.Model, train_cfg: TrainCfg, frame_length: int | None = None):
+    """Compile with the configured loss and Adam; returns the model for chaining."""
+    model.compile(optimizer=make_optimizer(train_cfg), loss=make_loss(train_cfg, frame_length))
+    return model

@@ -1,0 +1,372 @@
+"""MLflow tracking: where runs go, a fail-fast backend check, and no-op-able run handles.
+
+Every stage calls :func:`setup` before any expensive work. A required backend that is down stops
+the stage with one :class:`TrackingError`; an optional one only warns, and the stage then runs
+with tracking disabled (every :class:`RunHandle` method becomes a no-op, ``run_id`` is None) but
+still writes its DVC outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow import MlflowClient
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.config import TrackingCfg
+
+log = logging.getLogger("audiorecon.tracking")
+
+EXPERIMENT_PREFIX = "audiorecon/"
+DB_FILE = "mlflow.db"
+CHECK_TIMEOUT_S = 5
+_DVC_TEMP = (".dvc", "tmp", "exps")
+
+
+class TrackingError(RuntimeError):
+    """The tracking backend is required but cannot be used."""
+
+
+# ----------------------------------------------------------------------------- locations
+def repo_root(path: str | os.PathLike[str] = ".") -> Path:
+    """The user's repository root, also from inside a ``dvc exp run --temp/--queue`` copy.
+
+    Those copies live under ``<repo>/.dvc/tmp/exps/<tmpdir>/``; runs tracked from there must land
+    in the real repo's database, not in a copy that DVC deletes afterwards.
+    """
+    p = Path(path).resolve()
+    parts = p.parts
+    for i in range(len(parts) - len(_DVC_TEMP) + 1):
+        if parts[i : i + len(_DVC_TEMP)] == _DVC_TEMP:
+            return Path(*parts[:i])
+    return p
+
+
+def resolve_uri(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> str:
+    """MLFLOW_TRACKING_URI, else params' tracking.uri, else ``sqlite:///<repo>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if cfg is not None and cfg.uri:
+        return cfg.uri
+    return f"sqlite:///{repo_root(root) / DB_FILE}"
+
+
+def is_local_backend(uri: str) -> bool:
+    """True for sqlite and plain-file stores: there we choose where artifacts go."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file", "sqlite") or (len(scheme) == 1 and os.name == "nt")
+
+
+@contextmanager
+def _short_http_timeouts() -> Iterator[None]:
+    """No retries and a short timeout while probing, so a dead server fails in seconds."""
+    keys = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(CHECK_TIMEOUT_S),
+    }
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_backend(uri: str, required: bool) -> bool:
+    """Probe the backend once; True if usable, False (with a warning) if down and optional.
+
+    Raises TrackingError when it is down and `required`, so the stage fails before training.
+    """
+    try:
+        with _short_http_timeouts():
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        return True
+    except Exception as err:  # any failure mode (refused, DNS, auth, bad db) means "unusable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = f"MLflow tracking backend {uri} unreachable: {first[:300]}"
+        if required:
+            raise TrackingError(f"{msg}; start it or set tracking.required: false") from err
+        log.warning("%s; tracking disabled for this run (tracking.required is false)", msg)
+        return False
+
+
+# ----------------------------------------------------------------------------- session state
+@dataclass
+class _State:
+    enabled: bool = False
+    uri: str | None = None
+    artifacts: Path | None = None  # per-experiment artifact roots go below; local backends only
+
+
+_STATE = _State()
+
+
+def setup(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> bool:
+    """Resolve the URI, check the backend and point mlflow at it; returns whether tracking is on."""
+    uri = resolve_uri(cfg, root)
+    required = True if cfg is None else cfg.required
+    enabled = check_backend(uri, required)
+    artifacts_dir = cfg.artifacts if cfg is not None else "mlartifacts"
+    _STATE.enabled = enabled
+    _STATE.uri = uri
+    _STATE.artifacts = (
+        (repo_root(root) / artifacts_dir).resolve() if is_local_backend(uri) else None
+    )
+    if enabled:
+        # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then outrank
+        # params.yaml in the next setup() of this process (tests, tune trials): undo that.
+        saved = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(uri)
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    return enabled
+
+
+def disable() -> None:
+    """Turn tracking off for this process (tests, dry runs)."""
+    _STATE.enabled = False
+
+
+def tracking_enabled() -> bool:
+    return _STATE.enabled
+
+
+def experiment_name(experiment: str) -> str:
+    return f"{EXPERIMENT_PREFIX}{experiment}"
+
+
+def get_or_create_experiment(experiment: str) -> str:
+    """Id of ``audiorecon/<experiment>``, created with artifacts in ``<repo>/mlartifacts/<exp>``.
+
+    Tolerates a concurrent creator (queued DVC runs) and restores a soft-deleted experiment
+    rather than failing on it.
+    """
+    client = MlflowClient()
+    name = experiment_name(experiment)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        location = None
+        if _STATE.artifacts is not None:
+            location = (_STATE.artifacts / experiment).as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+# ----------------------------------------------------------------------------- params & tags
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping -> {"model.depth": "4", ...}: stable dotted names line runs up in the UI."""
+    out: dict[str, str] = {}
+    for key in sorted(params, key=str):
+        value = params[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """Short content hash of a params mapping: equal hashes mean equal effective configs."""
+    flat = flatten_params(params)
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_commit(cwd: str | os.PathLike[str] = ".") -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = res.stdout.strip()
+    return sha if res.returncode == 0 and sha else None
+
+
+def standard_tags(
+    stage: str,
+    experiment: str,
+    params_hash: str,
+    data_digest: str | None,
+    cwd: str | os.PathLike[str] = ".",
+) -> dict[str, str]:
+    """Tags that tie a run to code (git), the DVC experiment, its config and its data."""
+    tags = {
+        "stage": stage,
+        "experiment": experiment,
+        "params_hash": params_hash,
+    }
+    if data_digest:
+        tags["data_digest"] = data_digest
+    sha = git_commit(cwd)
+    if sha:
+        tags["git_commit"] = sha
+        tags["mlflow.source.git.commit"] = sha
+    dvc_exp = os.environ.get("DVC_EXP_NAME")
+    if dvc_exp:
+        tags["dvc_exp_name"] = dvc_exp
+    return tags
+
+
+# ----------------------------------------------------------------------------- runs
+class RunHandle:
+    """Logging calls for one run; every method is a no-op when tracking is disabled."""
+
+    def __init__(self, run: mlflow.ActiveRun | None):
+        self._run = run
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self._run is None else self._run.info.run_id
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._run is not None:
+            mlflow.log_params(flatten_params(params))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._run is not None:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        if self._run is not None:
+            mlflow.set_tags(dict(tags))
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        if self._run is not None:
+            mlflow.log_dict(data, artifact_file)
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        if self._run is not None:
+            mlflow.log_artifact(str(path), artifact_path)
+
+    def log_dataset(
+        self,
+        features: np.ndarray,
+        targets: np.ndarray,
+        digest: str,
+        name: str,
+        source: str | os.PathLike[str],
+        context: str = "training",
+    ) -> None:
+        """Record the frames a model saw: MLflow stores the digest, shape and schema, not data.
+
+        MLflow's dataset digest column holds 36 characters, so the sha256 is cut to 32 hex
+        digits there; the full digest travels in the `data_digest` tag.
+        """
+        if self._run is None:
+            return
+        with warnings.catch_warnings():
+            # A local path matches both the "" and "file" source classes; either is right.
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways.*")
+            ds = mlflow.data.from_numpy(
+                features,
+                targets=targets,
+                source=str(Path(source).resolve()),
+                name=name,
+                digest=digest[:32],
+            )
+        mlflow.log_input(ds, context=context)
+
+    def log_keras_model(self, model: Any, example: np.ndarray, name: str = "model") -> None:
+        """Log `model` with a signature; the input example goes in as a plain run artifact.
+
+        ``log_model(input_example=...)`` crashes in MLflow 3.17's keras flavor (it writes the
+        example into a folder it has not created yet), hence the separate artifact. The time
+        axis is left free (-1) because the nets accept frames of any length.
+        """
+        if self._run is None:
+            return
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        example = np.asarray(example, dtype=np.float32)
+        spec = TensorSpec(np.dtype(np.float32), (-1, -1, 1))
+        signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
+        mlflow.keras.log_model(
+            model,
+            name=name,
+            signature=signature,
+            pip_requirements=_pip_requirements(),
+        )
+        mlflow.log_dict({"inputs": example.tolist()}, "input_example.json")
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned from the running env: MLflow's own inference reloads the model in a subprocess."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("keras", "tensorflow-cpu", "tensorflow", "numpy"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            continue
+    if any(r.startswith("tensorflow-cpu==") for r in reqs):
+        reqs = [r for r in reqs if not r.startswith("tensorflow==")]
+    return reqs
+
+
+@contextmanager
+def start_run(
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+) -> Iterator[RunHandle]:
+    """A run in ``audiorecon/<experiment>``; yields a no-op handle when tracking is disabled.
+
+    An exception inside the block marks the run FAILED (mlflow's context manager does that).
+    """
+    if not _STATE.enabled:
+        yield RunHandle(None)
+        return
+    exp_id = get_or_create_experiment(experiment)
+    with mlflow.start_run(
+        experiment_id=exp_id,
+        run_name=run_name,
+        tags=dict(tags or {}),
+        nested=nested,
+        parent_run_id=parent_run_id,
+    ) as run:
+        yield RunHandle(run)

@@ -1,0 +1,338 @@
+"""The ``train@<experiment>`` stage: fit a model on ``data/<name>`` and write ``models/<name>/``.
+
+Outputs (an interface for evaluate and the DVC plots)::
+
+    models/<name>/model.keras   load with keras.models.load_model(p, safe_mode=True)
+                                after `import pipeline.models`
+    models/<name>/meta.json     what was trained, on which data, how it went, the MLflow run id
+    models/<name>/history.csv   one row per epoch: epoch, loss, val_loss, epoch_seconds
+
+:func:`fit` is the reusable core (the tune stage calls it per trial); :func:`train_experiment`
+is the stage body around it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from pipeline import tracking
+from pipeline.config import TUNABLE, ModelCfg, Params, ParamsError, TrainCfg
+from pipeline.data import DataError, atomic_dir, load_split, make_dataset, read_digest
+
+STAGE = "train"
+BEST_PARAMS = "best_params.yaml"
+_BEST_PARAMS_META = ("source", "study", "best_value")
+
+
+# ----------------------------------------------------------------------------- config
+def derive_seed(base_seed: int, name: str, purpose: str = STAGE) -> int:
+    """A 32-bit seed from base.seed, the experiment name and the purpose.
+
+    Stable across processes (no Python hash randomisation) and independent of the data
+    generator's (experiment, split) streams.
+    """
+    words = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "big") for s in (name, purpose)]
+    return int(np.random.SeedSequence([base_seed, *words]).generate_state(1)[0])
+
+
+def best_params_path(root: str | os.PathLike[str], name: str) -> Path:
+    return Path(root) / "reports" / name / BEST_PARAMS
+
+
+def read_best_params(path: Path) -> dict[str, Any]:
+    """Parse ``{params: {name: value}, source, study, best_value}``; unknown names are errors."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: malformed YAML: {err}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("params", {}), dict):
+        raise ParamsError(f"{path}: expected a mapping with a `params` mapping")
+    extra = set(raw) - {"params", *_BEST_PARAMS_META}
+    if extra:
+        raise ParamsError(f"{path}: unknown top-level key(s) {sorted(extra)}")
+    unknown = set(raw.get("params") or {}) - set(TUNABLE)
+    if unknown:
+        raise ParamsError(
+            f"{path}: unknown tunable(s) {sorted(unknown)}; allowed: {', '.join(TUNABLE)}"
+        )
+    return {"params": dict(raw.get("params") or {}), **{k: raw.get(k) for k in _BEST_PARAMS_META}}
+
+
+def effective_config(
+    params: Params, name: str, root: str | os.PathLike[str] = "."
+) -> tuple[ModelCfg, TrainCfg, dict[str, Any]]:
+    """The model/train config to use, and where it came from.
+
+    params.yaml (with quick caps) is the base; when tune.enabled and the tune stage left
+    ``reports/<name>/best_params.yaml``, its values override the matching keys.
+    """
+    exp = params.experiment(name)
+    model_cfg, train_cfg = exp.model, exp.train
+    source: dict[str, Any] = {
+        "source": "params.yaml",
+        "tuned": False,
+        "path": None,
+        "study": None,
+        "best_value": None,
+        "overrides": {},
+    }
+    path = best_params_path(root, name)
+    if not params.tune.enabled or not path.is_file():
+        return model_cfg, train_cfg, source
+    best = read_best_params(path)
+    overrides = best["params"]
+    groups: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for key, value in overrides.items():
+        groups[TUNABLE[key]][key] = value
+    try:
+        model_cfg = ModelCfg.model_validate({**model_cfg.model_dump(), **groups["model"]})
+        train_cfg = TrainCfg.model_validate({**train_cfg.model_dump(), **groups["train"]})
+    except ValidationError as err:
+        e = err.errors()[0]
+        raise ParamsError(f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+    source.update(
+        source=best.get("source") or "optuna",
+        tuned=bool(overrides) and best.get("source") != "untuned",
+        path=str(path),
+        study=best.get("study"),
+        best_value=best.get("best_value"),
+        overrides=overrides,
+    )
+    return model_cfg, train_cfg, source
+
+
+# ----------------------------------------------------------------------------- fitting
+@functools.cache
+def _callbacks_module():
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        """Adds `epoch_seconds` to the epoch logs and stops after the epoch crossing the budget.
+
+        Keras' own callbacks cannot stop on wall-clock time; a budget keeps tuning trials and
+        CI runs bounded whatever the data size.
+        """
+
+        def __init__(self, max_seconds: float | None):
+            super().__init__()
+            self.max_seconds = max_seconds
+            self.out_of_time = False
+
+        def on_train_begin(self, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._te = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            if logs is not None:
+                logs["epoch_seconds"] = now - self._te
+            if self.max_seconds is not None and now - self._t0 >= self.max_seconds:
+                self.out_of_time = True
+                self.model.stop_training = True
+
+    class MetricsLogger(keras.callbacks.Callback):
+        """Per-epoch metrics to the MLflow run (step = 1-based epoch), live during training."""
+
+        def __init__(self, run: tracking.RunHandle):
+            super().__init__()
+            self.run = run
+
+        def on_epoch_end(self, epoch, logs=None):
+            finite = {k: float(v) for k, v in (logs or {}).items() if math.isfinite(float(v))}
+            self.run.log_metrics(finite, step=epoch + 1)
+
+    return EpochClock, MetricsLogger
+
+
+def fit(
+    model_cfg: ModelCfg,
+    train_cfg: TrainCfg,
+    train_arrays: tuple[np.ndarray, np.ndarray],
+    val_arrays: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    epochs: int | None = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+):
+    """Build, compile and train; returns (model with the best val_loss weights, history dict).
+
+    Arrays are (clean, degraded) pairs as returned by :func:`pipeline.data.load_split`.
+    `callbacks` run after the built-in ones (e.g. optuna's KerasPruningCallback), so they see
+    `epoch_seconds`. The history holds one list per metric, one entry per epoch run.
+    """
+    import keras
+
+    from pipeline.models import build_model, compile_model
+
+    keras.utils.set_random_seed(seed)
+    clean, degraded = train_arrays
+    frame_length = int(np.shape(clean)[1])
+    model = build_model(model_cfg, frame_length=frame_length)
+    compile_model(model, train_cfg, frame_length=frame_length)
+    train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed)
+    val_ds = make_dataset(val_arrays[0], val_arrays[1], train_cfg.batch_size, shuffle=False)
+    clock_cls, _ = _callbacks_module()
+    builtin = [
+        keras.callbacks.TerminateOnNaN(),
+        clock_cls(train_cfg.max_seconds),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
+        ),
+    ]
+    hist = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs or train_cfg.epochs,
+        callbacks=[*builtin, *callbacks],
+        verbose=verbose,
+        shuffle=False,  # make_dataset already reshuffles every epoch, seeded
+    )
+    return model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+
+
+def summarize_history(history: dict[str, list[float]], n_train: int) -> dict[str, Any]:
+    """best_val_loss / best_epoch (1-based) / epochs_run / train_seconds / samples_per_second.
+
+    samples_per_second is training frames per second of epoch wall-clock (validation included)
+    over the epochs after the first, which alone pays seconds of graph tracing; with a single
+    epoch it falls back to that one.
+    """
+    val = np.asarray(history.get("val_loss", []), dtype=float)
+    finite = np.where(np.isfinite(val), val, np.inf)
+    if val.size == 0 or not np.isfinite(finite).any():
+        raise RuntimeError(
+            "training diverged (no finite val_loss); lower train.learning_rate or check the data"
+        )
+    best = int(np.argmin(finite))
+    times = [float(t) for t in history.get("epoch_seconds", [])]
+    steady = times[1:] or times
+    rate = n_train * len(steady) / sum(steady) if steady and sum(steady) > 0 else None
+    return {
+        "best_val_loss": float(finite[best]),
+        "best_epoch": best + 1,
+        "epochs_run": int(val.size),
+        "train_seconds": round(sum(times), 3),
+        "samples_per_second": None if rate is None else round(rate, 1),
+    }
+
+
+def _verbosity() -> int:
+    """Silent in CI and when piped; Keras' one-line-per-epoch summary on a terminal."""
+    if os.environ.get("CI") or not sys.stdout.isatty():
+        return 0
+    return 2
+
+
+def _write_history_csv(path: Path, history: dict[str, list[float]]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(history)
+    df.insert(0, "epoch", np.arange(1, len(df) + 1))
+    df.to_csv(path, index=False, float_format="%.7g")
+
+
+# ----------------------------------------------------------------------------- stage body
+def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = ".") -> dict:
+    """Train experiment `name` and write ``models/<name>/``; returns the meta.json content.
+
+    Order matters: validate, then check the tracking backend (fail before minutes of training),
+    then train, log and finally swap the outputs in atomically.
+    """
+    root = Path(root).resolve()
+    exp = params.experiment(name)  # ParamsError for unknown names, before anything else
+    model_cfg, train_cfg, source = effective_config(params, name, root)
+    tracking.setup(params.tracking, root)
+
+    data_dir = root / "data" / name
+    train_arrays = load_split(data_dir, "train", limit=exp.sizes.train)
+    val_arrays = load_split(data_dir, "val", limit=exp.sizes.val)
+    digest = read_digest(data_dir)
+    t_len = int(train_arrays[0].shape[1])
+    if t_len != exp.frame_length or int(val_arrays[0].shape[1]) != t_len:
+        raise DataError(
+            f"{data_dir}: frames are {t_len} samples, params say frame_length "
+            f"{exp.frame_length}; run `dvc repro generate@{name}`"
+        )
+    # Bit-identical re-runs: measured free on CPU here (these nets were already reproducible
+    # there); on a GPU it pins cuDNN to deterministic kernels. Process-wide, hence only here.
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    train_arrays = tuple(np.asarray(a, dtype=np.float32) for a in train_arrays)
+    val_arrays = tuple(np.asarray(a, dtype=np.float32) for a in val_arrays)
+    seed = derive_seed(params.base.seed, name)
+
+    logged = {
+        "experiment": name,
+        "task": exp.task,
+        "sample_rate": exp.sample_rate,
+        "frame_length": exp.frame_length,
+        "sizes": exp.sizes.model_dump(mode="json"),
+        "signal": exp.signal.model_dump(mode="json"),
+        "degradation": exp.degradation.model_dump(mode="json"),
+        "model": model_cfg.model_dump(mode="json"),
+        "train": train_cfg.model_dump(mode="json"),
+        "base": {"seed": params.base.seed, "quick": params.base.quick},
+        "seed": seed,
+        "tune": {"tuned": source["tuned"], "source": source["source"]},
+    }
+    p_hash = tracking.params_hash(logged)
+    tags = tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root)
+    run_name = f"{STAGE}/{name}" + (f" ({tags['dvc_exp_name']})" if "dvc_exp_name" in tags else "")
+
+    _, logger_cls = _callbacks_module()
+    with tracking.start_run(name, run_name, tags) as run:
+        run.log_params(logged)
+        run.log_dataset(
+            train_arrays[1], train_arrays[0], digest, name=f"{name}-train", source=data_dir
+        )
+        model, history = fit(
+            model_cfg,
+            train_cfg,
+            train_arrays,
+            val_arrays,
+            seed=seed,
+            callbacks=[logger_cls(run)],
+            verbose=_verbosity(),
+        )
+        summary = summarize_history(history, n_train=len(train_arrays[0]))
+        run.log_metrics({k: v for k, v in summary.items() if v is not None})
+        run.log_keras_model(model, example=val_arrays[1][:2, :, None])
+
+        meta = {
+            "experiment": name,
+            "task": exp.task,
+            "sample_rate": exp.sample_rate,
+            "frame_length": exp.frame_length,
+            "arch": model_cfg.arch,
+            "model": model_cfg.model_dump(mode="json"),
+            "train": train_cfg.model_dump(mode="json"),
+            "tuned": source["tuned"],
+            "config_source": {k: source[k] for k in ("source", "path", "study", "best_value")},
+            "seed": seed,
+            "params_hash": p_hash,
+            "data_digest": digest,
+            "mlflow_run_id": run.run_id,
+            **summary,
+        }
+        with atomic_dir(root / "models" / name) as tmp:
+            model.save(tmp / "model.keras")
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            _write_history_csv(tmp / "history.csv", history)
+        run.log_artifact(root / "models" / name / "history.csv")
+    return meta

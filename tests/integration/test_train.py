@@ -1,0 +1,244 @@
+"""train_experiment end to end on a tiny repo: outputs, MLflow run, overrides, backend failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+import pipeline.models  # noqa: F401  (registers the custom layers for load_model)
+from pipeline import tracking
+from pipeline.config import ParamsError, load_params
+from pipeline.train import derive_seed, effective_config, train_experiment
+
+REAL_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+NAME = "seed-noise"
+DEAD = "http://127.0.0.1:9"
+
+
+def write_fake_dataset(folder: Path, frame_length: int, sizes: dict[str, int], seed: int = 0):
+    """data/<name>/ as generate writes it: noisy integer-cycle sines, float32 (n, T)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(frame_length) / frame_length
+    arrays = {}
+    for split, n in sizes.items():
+        f = rng.integers(1, 9, (n, 1))
+        a = rng.uniform(0.05, 1.0, (n, 1))
+        clean = (a * np.sin(2 * np.pi * f * t)).astype(np.float32)
+        degraded = (clean + rng.normal(0.0, 0.05, clean.shape)).astype(np.float32)
+        np.save(folder / f"{split}_clean.npy", clean)
+        np.save(folder / f"{split}_degraded.npy", degraded)
+        arrays[split] = clean
+    digest = f"{seed:02d}" * 32
+    (folder / "digest.json").write_text(json.dumps({"digest": digest}))
+    (folder / "manifest.csv").write_text("split,index\n")
+    return digest
+
+
+def make_repo(
+    root: Path, tracking_cfg: dict, tune_enabled: bool = True, train: dict | None = None
+) -> Path:
+    """A repo dir with params.yaml derived from the real one (quick, tiny net) and data."""
+    raw = yaml.safe_load(REAL_PARAMS.read_text())
+    raw["base"]["quick"] = True
+    raw["tracking"].update(tracking_cfg)
+    raw["tune"]["enabled"] = tune_enabled
+    raw["experiments"][NAME]["model"].update(filters=4, depth=2, kernel_size=5)
+    raw["experiments"][NAME]["train"].update(train or {})
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    q = raw["quick"]
+    write_fake_dataset(
+        root / "data" / NAME,
+        raw["experiments"][NAME]["frame_length"],
+        {"train": q["train"], "val": q["val"], "test": q["test"]},
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def env():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("DVC_EXP_NAME", raising=False)
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mp.setenv("CI", "true")
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def trained(env, tmp_path_factory):
+    root = tmp_path_factory.mktemp("repo")
+    db = root / "mlflow.db"
+    make_repo(root, {"uri": f"sqlite:///{db}"})
+    meta = train_experiment(load_params(root / "params.yaml"), NAME, root)
+    return root, meta
+
+
+def test_outputs_and_meta(trained):
+    root, meta = trained
+    out = root / "models" / NAME
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "meta.json", "model.keras"]
+    assert json.loads((out / "meta.json").read_text()) == meta
+    params = load_params(root / "params.yaml")
+    assert meta["experiment"] == NAME and meta["task"] == "noise"
+    assert meta["sample_rate"] == 1000 and meta["frame_length"] == 100
+    assert meta["arch"] == "unet" and meta["model"]["filters"] == 4
+    assert meta["train"]["epochs"] == params.quick.epochs  # quick cap applied
+    assert meta["tuned"] is False
+    assert meta["data_digest"] == json.loads((root / "data" / NAME / "digest.json").read_text())[
+        "digest"
+    ]
+    assert meta["seed"] == derive_seed(params.base.seed, NAME)
+    assert isinstance(meta["mlflow_run_id"], str)
+    assert np.isfinite(meta["best_val_loss"])
+    assert 1 <= meta["best_epoch"] <= meta["epochs_run"] <= params.quick.epochs
+    assert meta["train_seconds"] > 0 and meta["samples_per_second"] > 0
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist.columns[:3]) == ["epoch", "loss", "val_loss"]
+    assert hist["epoch"].tolist() == list(range(1, meta["epochs_run"] + 1))
+    assert hist["val_loss"].min() == pytest.approx(meta["best_val_loss"], rel=1e-5)
+    # No temp folders left behind by the atomic swap.
+    assert [p.name for p in (root / "models").iterdir()] == [NAME]
+
+
+def test_saved_model_loads_in_safe_mode(trained):
+    root, _ = trained
+    model = keras.models.load_model(root / "models" / NAME / "model.keras", safe_mode=True,
+                                    compile=False)
+    x = np.load(root / "data" / NAME / "test_degraded.npy")[:5, :, None]
+    y = model.predict(x, verbose=0)
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
+def test_mlflow_run_has_params_metrics_model_dataset_and_tags(trained, monkeypatch):
+    root, meta = trained
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"audiorecon/{NAME}")
+    assert exp.artifact_location == (root / "mlartifacts" / NAME).as_uri()
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [meta["mlflow_run_id"]]
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    p = run.data.params
+    assert p["model.depth"] == "2" and p["model.arch"] == "unet"
+    assert float(p["train.learning_rate"]) == pytest.approx(1e-3)
+    assert p["degradation.std"] == "[0.01, 0.1]" and p["degradation.kind"] == "noise"
+    assert p["frame_length"] == "100" and p["seed"] == str(meta["seed"])
+    for key in ("loss", "val_loss", "epoch_seconds"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert steps == list(range(1, meta["epochs_run"] + 1)), key
+    m = run.data.metrics
+    assert m["best_val_loss"] == pytest.approx(meta["best_val_loss"])
+    assert {"train_seconds", "samples_per_second", "best_epoch"} <= set(m)
+    tags = run.data.tags
+    assert tags["stage"] == "train" and tags["experiment"] == NAME
+    assert tags["data_digest"] == meta["data_digest"]
+    assert tags["params_hash"] == meta["params_hash"]
+    [ds] = run.inputs.dataset_inputs
+    assert ds.dataset.digest == meta["data_digest"][:32]
+    assert ds.dataset.name == f"{NAME}-train"
+    assert {t.key: t.value for t in ds.tags}["mlflow.data.context"] == "training"
+    [logged] = client.search_logged_models(
+        [exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+    )
+    assert logged.name == "model"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # set_tracking_uri exports it
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    info = mlflow.models.get_model_info(logged.model_uri)
+    assert info.signature.inputs.inputs[0].shape == (-1, -1, 1)
+    reloaded = mlflow.keras.load_model(logged.model_uri)
+    x = np.zeros((1, 100, 1), np.float32)
+    assert reloaded.predict(x, verbose=0).shape == (1, 100, 1)
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"input_example.json", "history.csv"} <= names
+
+
+def test_rerun_is_deterministic_and_optional_dead_backend_still_writes(trained, tmp_path):
+    root, meta = trained
+    again = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False})
+    meta2 = train_experiment(load_params(again / "params.yaml"), NAME, again)
+    assert meta2["mlflow_run_id"] is None
+    assert json.loads((again / "models" / NAME / "meta.json").read_text())["mlflow_run_id"] is None
+    assert (again / "models" / NAME / "model.keras").is_file()
+    assert meta2["best_val_loss"] == pytest.approx(meta["best_val_loss"], abs=1e-4)
+    assert meta2["params_hash"] == meta["params_hash"]
+
+
+def test_required_dead_backend_fails_before_writing(env, tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": True})
+    with pytest.raises(tracking.TrackingError, match="unreachable.*tracking.required: false"):
+        train_experiment(load_params(root / "params.yaml"), NAME, root)
+    assert not (root / "models").exists()
+
+
+def _write_best(root: Path, params: dict, **meta) -> None:
+    p = root / "reports" / NAME / "best_params.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump({"params": params, **meta}))
+
+
+def test_effective_config_uses_best_params_only_when_tuning_enabled(tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True)
+    best = {"learning_rate": 0.002, "batch_size": 32, "kernel_size": 3, "dropout": 0.1}
+    _write_best(root, best, source="optuna", study="s1", best_value=-12.5)
+    model_cfg, train_cfg, source = effective_config(load_params(root / "params.yaml"), NAME, root)
+    assert (train_cfg.learning_rate, train_cfg.batch_size) == (0.002, 32)
+    assert (model_cfg.kernel_size, model_cfg.dropout, model_cfg.filters) == (3, 0.1, 4)
+    assert train_cfg.epochs == 2  # quick cap survives the override
+    assert source["tuned"] and source["study"] == "s1" and source["best_value"] == -12.5
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["tune"]["enabled"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    model_cfg, train_cfg, source = effective_config(load_params(root / "params.yaml"), NAME, root)
+    assert train_cfg.learning_rate == 1e-3 and model_cfg.kernel_size == 5
+    assert source["source"] == "params.yaml" and not source["tuned"]
+
+
+def test_bad_best_params_are_rejected_with_the_file_named(tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD})
+    params = load_params(root / "params.yaml")
+    _write_best(root, {"epochs": 5})
+    with pytest.raises(ParamsError, match="best_params.yaml: unknown tunable"):
+        effective_config(params, NAME, root)
+    _write_best(root, {"dropout": 2.0})
+    with pytest.raises(ParamsError, match="best_params.yaml: dropout"):
+        effective_config(params, NAME, root)
+
+
+def test_train_applies_best_params_and_time_budget(env, tmp_path):
+    # A 1 ms budget: training stops after the first epoch although quick mode allows two.
+    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False}, train={"max_seconds": 1e-3})
+    _write_best(root, {"batch_size": 32, "filters": 2}, source="optuna", study="s", best_value=-1.0)
+    meta = train_experiment(load_params(root / "params.yaml"), NAME, root)
+    assert meta["tuned"] is True and meta["config_source"]["source"] == "optuna"
+    assert meta["train"]["batch_size"] == 32 and meta["model"]["filters"] == 2
+    assert meta["train"]["epochs"] == 2 and meta["epochs_run"] == 1
+    model = keras.models.load_model(root / "models" / NAME / "model.keras", safe_mode=True,
+                                    compile=False)
+    first_conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D))
+    assert first_conv.filters == 2
+
+
+def test_failed_training_keeps_previous_outputs(env, tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False})
+    out = root / "models" / NAME
+    out.mkdir(parents=True)
+    (out / "meta.json").write_text("{}")
+    shutil.rmtree(root / "data" / NAME)
+    with pytest.raises(Exception, match="missing"):
+        train_experiment(load_params(root / "params.yaml"), NAME, root)
+    assert (out / "meta.json").read_text() == "{}"

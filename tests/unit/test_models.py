@@ -1,0 +1,174 @@
+"""Model shapes, serialization and losses: the contracts train/evaluate rely on."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.config import ModelCfg, TrainCfg
+from pipeline.models import (
+    ReconLoss,
+    SubPixel1D,
+    build_model,
+    make_loss,
+    stft_resolutions,
+    unet_plan,
+)
+
+ARCHS = ("unet", "seed_encoder_decoder")
+
+
+def tiny(arch: str, **kw) -> ModelCfg:
+    base = {"arch": arch, "depth": 3, "filters": 4, "kernel_size": 5}
+    return ModelCfg(**{**base, **kw})
+
+
+def frames(n: int, t: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0.0, 0.5, (n, t, 1)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def model(request) -> keras.Model:
+    keras.utils.set_random_seed(1)
+    return build_model(tiny(request.param, residual=False, normalize=False), frame_length=100)
+
+
+@pytest.mark.parametrize("t", [100, 1024, 37, 1])
+def test_any_frame_length_keeps_shape(model, t):
+    y = model(frames(2, t), training=False)
+    assert tuple(y.shape) == (2, t, 1)
+    assert np.isfinite(np.asarray(y)).all()
+
+
+def test_linear_output_can_go_negative(model):
+    # The seed's sigmoid head could never emit the negative half of a waveform.
+    head = model.get_layer("head")
+    assert head.activation is keras.activations.linear
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias - 5.0])
+    try:
+        assert (np.asarray(model(frames(4, 100), training=False)) < 0).all()
+    finally:
+        head.set_weights([kernel, bias])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_residual_net_starts_as_identity(arch):
+    m = build_model(tiny(arch, residual=True, normalize=True), frame_length=100)
+    x = frames(3, 100)
+    np.testing.assert_allclose(np.asarray(m(x, training=False)), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_normalize_makes_mapping_level_independent(arch):
+    keras.utils.set_random_seed(2)
+    m = build_model(tiny(arch, residual=False, normalize=True), frame_length=100)
+    x = frames(2, 100)
+    y = np.asarray(m(x, training=False))
+    for gain in (0.1, 7.0):
+        np.testing.assert_allclose(
+            np.asarray(m(gain * x, training=False)), gain * y, rtol=1e-3, atol=1e-5 * gain
+        )
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_save_load_safe_mode_round_trip(arch, tmp_path):
+    cfg = tiny(arch, batch_norm=True, dropout=0.1, residual=True, normalize=True)
+    m = build_model(cfg, frame_length=100)
+    # Perturb all weights so a silently re-initialised layer would show up as a difference.
+    m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
+    path = tmp_path / "model.keras"
+    m.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    x = frames(3, 77)
+    np.testing.assert_array_equal(
+        np.asarray(m(x, training=False)), np.asarray(loaded(x, training=False))
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_compiled_model_with_custom_loss_reloads(tmp_path):
+    m = build_model(tiny("unet"), frame_length=64)
+    m.compile(optimizer="adam", loss=make_loss(TrainCfg(loss="snr", stft_weight=0.5), 64))
+    path = tmp_path / "m.keras"
+    m.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded.loss, ReconLoss)
+    assert loaded.loss.kind == "snr" and loaded.loss.stft_weight == 0.5
+
+
+def test_too_deep_for_frame_is_refused():
+    with pytest.raises(ValueError, match="lower model.depth"):
+        build_model(tiny("unet", depth=8), frame_length=100)
+
+
+def test_unet_plan_doubles_filters_with_cap_and_shrinks_odd_kernels():
+    plan = unet_plan(ModelCfg(depth=6, filters=32, kernel_size=9))
+    assert [f for f, _ in plan] == [32, 64, 128, 256, 256, 256]
+    assert [k for _, k in plan] == [9, 5, 3, 3, 3, 3]
+
+
+def test_subpixel_interleaves_channels_into_time():
+    x = np.arange(8, dtype=np.float32).reshape(1, 2, 4)  # t0: 0 1 2 3, t1: 4 5 6 7
+    y = np.asarray(SubPixel1D(2)(x))
+    assert y.shape == (1, 4, 2)
+    np.testing.assert_array_equal(y[0], [[0, 1], [2, 3], [4, 5], [6, 7]])
+
+
+def test_stft_resolutions_follow_frame_length():
+    assert stft_resolutions(1024) == [64, 128, 256]
+    assert stft_resolutions(100) == [8, 16]
+    assert all(n <= 8 for n in stft_resolutions(8))
+
+
+@pytest.mark.parametrize("kind", ["mse", "l1", "snr"])
+@pytest.mark.parametrize("stft_weight", [0.0, 1.0])
+def test_losses_are_finite(kind, stft_weight):
+    loss = make_loss(TrainCfg(loss=kind, stft_weight=stft_weight), frame_length=100)
+    y = frames(4, 100)
+    for y_hat in (0.9 * y, y, np.zeros_like(y)):
+        value = float(loss(y, y_hat))
+        assert np.isfinite(value), (kind, stft_weight)
+
+
+def test_sample_losses_match_numpy():
+    y, y_hat = frames(3, 50, seed=1), frames(3, 50, seed=2)
+    mse = float(make_loss(TrainCfg(loss="mse"))(y, y_hat))
+    l1 = float(make_loss(TrainCfg(loss="l1"))(y, y_hat))
+    assert mse == pytest.approx(np.mean((y - y_hat) ** 2), rel=1e-5)
+    assert l1 == pytest.approx(np.mean(np.abs(y - y_hat)), rel=1e-5)
+
+
+def test_snr_loss_equals_hand_computed_value():
+    y = np.array([[1.0, -2.0, 2.0], [0.5, 0.5, 0.5]], dtype=np.float32)[..., None]
+    y_hat = np.array([[1.0, -2.0, 1.0], [0.0, 0.5, 0.5]], dtype=np.float32)[..., None]
+    # frame 1: signal 9, error 1 -> -10 log10(9); frame 2: signal 0.75, error 0.25 -> -10 log10(3)
+    expected = np.mean([-10 * np.log10(9.0), -10 * np.log10(3.0)])
+    value = float(make_loss(TrainCfg(loss="snr"))(y, y_hat))
+    assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_stft_term_penalises_spectral_error_and_vanishes_at_perfect_fit():
+    loss = make_loss(TrainCfg(loss="mse", stft_weight=1.0), frame_length=256)
+    t = np.arange(256) / 256
+    y = np.sin(2 * np.pi * 40 * t).astype(np.float32)[None, :, None]
+    lowpassed = np.zeros_like(y)
+    assert float(loss(y, y)) < 1e-3
+    assert float(loss(y, lowpassed)) > 0.5
+
+
+def test_one_training_step_is_finite_with_stft_loss():
+    keras.utils.set_random_seed(3)
+    m = build_model(tiny("unet"), frame_length=64)
+    m.compile(optimizer="adam", loss=make_loss(TrainCfg(loss="snr", stft_weight=1.0), 64))
+    x = frames(8, 64)
+    before = [w.copy() for w in m.get_weights()]
+    loss = m.train_on_batch(x, 0.5 * x)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, m.get_weights(), strict=True))
