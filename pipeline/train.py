@@ -34,7 +34,7 @@ from pipeline.data import DataError, atomic_dir, load_split, make_dataset, read_
 
 STAGE = "train"
 BEST_PARAMS = "best_params.yaml"
-_BEST_PARAMS_META = ("source", "study", "best_value")
+_BEST_PARAMS_META = ("source", "study", "storage", "best_value", "n_trials")
 
 
 # ----------------------------------------------------------------------------- config

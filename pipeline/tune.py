@@ -1,0 +1,757 @@
+"""The ``tune@<experiment>`` stage: a persisted Optuna study over the space in params.yaml.
+
+Outputs (an interface the train stage reads)::
+
+    reports/<name>/best_params.yaml   {params, source, study, storage, best_value, n_trials}
+    reports/<name>/tune/              trials.csv and Optuna's plots (PNG)
+
+The study lives outside DVC (``<repo>/optuna/<name>.db`` by default), so every invocation adds
+trials to it instead of starting over. Its name carries a hash of everything that defines the
+objective (data, space, budget per trial, fixed config), so an edit that makes old trials
+incomparable starts a fresh study instead of mixing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from pipeline import tracking
+from pipeline.config import TUNABLE, ModelCfg, Params, SearchDim, TrainCfg, TuneCfg
+from pipeline.data import atomic_dir, atomic_write_text, load_split, read_digest
+from pipeline.train import best_params_path, derive_seed, fit
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+log = logging.getLogger("audiorecon.tune")
+
+STAGE = "tune"
+STUDY_DIR = "optuna"
+OBJECTIVE_VERSION = 1  # bump when the objective's code changes meaning: starts fresh studies
+HEARTBEAT_S = 10
+GRACE_S = 30
+PRUNER_STARTUP = 2
+_COUNTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+TPE_STARTUP = 5
+
+
+class TuneError(RuntimeError):
+    """A tuning problem the user can fix (storage, search space, every trial failing)."""
+
+
+class DivergedError(RuntimeError):
+    """A trial's loss became NaN/inf: recorded as FAIL, the study goes on."""
+
+
+# ----------------------------------------------------------------------------- storage
+def mask_url(url: str) -> str:
+    """The storage URL with any password replaced by ***, safe for logs and output files."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: mask the userinfo by hand
+        scheme, rest = url.split("://", 1)
+        userinfo, at, host = rest.rpartition("@")
+        if at and ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        return f"{scheme}://{userinfo}{at}{host}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the password of `url` from an error message."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        pw = make_url(url).password
+    except Exception:
+        pw = None
+    text = text.replace(url, mask_url(url))
+    return text.replace(str(pw), "***") if pw else text
+
+
+def _is_journal(spec: str) -> bool:
+    return spec.startswith("journal:") or ("://" not in spec and spec.endswith(".journal"))
+
+
+def _journal_path(spec: str, root: Path) -> Path:
+    p = Path(spec.removeprefix("journal:"))
+    return p if p.is_absolute() else tracking.repo_root(root) / p
+
+
+def default_storage(root: str | os.PathLike[str], name: str, workers: int) -> str:
+    """``<repo>/optuna/<name>.db`` (SQLite) for one worker, a journal file for several.
+
+    Paths are absolute under the user's real repo, also from a ``dvc exp run --temp`` copy,
+    so temp runs continue the same study. Once a journal exists it stays the default, so a
+    later single-worker run continues the parallel study rather than an older SQLite one.
+    """
+    folder = tracking.repo_root(root) / STUDY_DIR
+    journal = folder / f"{name}.journal"
+    if workers > 1 or journal.exists():
+        return f"journal:{journal}"
+    return f"sqlite:///{folder / f'{name}.db'}"
+
+
+def resolve_storage(
+    cfg: TuneCfg, root: str | os.PathLike[str], name: str, storage: str | None, workers: int
+) -> str:
+    """--storage, else OPTUNA_STORAGE, else tune.storage, else the local default."""
+    spec = storage or os.environ.get("OPTUNA_STORAGE") or cfg.storage
+    if spec:
+        return f"journal:{_journal_path(spec, Path(root))}" if _is_journal(spec) else spec
+    return default_storage(root, name, workers)
+
+
+def _stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    log.warning("trial %d of %s stopped heartbeating (worker died?): marked FAIL",
+                trial.number, study.study_name)
+
+
+def open_storage(spec: str) -> BaseStorage:
+    """Open a journal file or any SQLAlchemy URL; TuneError (password masked) if unusable.
+
+    RDB storages get a heartbeat, so a trial whose worker was killed becomes FAIL once its
+    grace period is over, whichever host it ran on.
+    """
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if spec.startswith("journal:"):
+        path = Path(spec.removeprefix("journal:"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise TuneError(f"Optuna journal storage {path}: {err}") from None
+    kwargs: dict[str, Any] = {}
+    if spec.startswith("sqlite:///"):
+        db = spec.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                spec,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=_stale_trial,
+                **kwargs,
+            )
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise TuneError(
+            f"cannot open Optuna storage {mask_url(spec)}: {_scrub(first, spec)} "
+            "(expected an SQLAlchemy URL such as sqlite:///path.db or "
+            "postgresql://user:pw@host/db, or journal:<file>)"
+        ) from None
+
+
+# ----------------------------------------------------------------------------- search space
+def _distribution(dim: SearchDim):
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if dim.type == "categorical":
+        return CategoricalDistribution(dim.choices)
+    if dim.type == "int":
+        return IntDistribution(int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
+    return FloatDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+
+
+def check_space(space: dict[str, SearchDim], model: ModelCfg, train: TrainCfg) -> None:
+    """Reject spaces Optuna or the config schema would reject later in every trial."""
+    base = {"model": model.model_dump(), "train": train.model_dump()}
+    for key, dim in space.items():
+        where = f"tune.space.{key}"
+        if dim.type != "categorical" and dim.log and dim.step is not None:
+            raise TuneError(f"{where}: `log` and `step` cannot be combined")
+        if dim.type == "int" and any(
+            v is not None and float(v) != int(v) for v in (dim.low, dim.high, dim.step)
+        ):
+            raise TuneError(f"{where}: int dimensions need integer low/high/step")
+        try:
+            _distribution(dim)
+        except ValueError as err:
+            raise TuneError(f"{where}: {err}") from None
+        values = dim.choices if dim.type == "categorical" else [dim.low, dim.high]
+        group = TUNABLE[key]
+        cls = ModelCfg if group == "model" else TrainCfg
+        for v in values:
+            if dim.type == "int":
+                v = int(v)
+            try:
+                cls.model_validate({**base[group], key: v})
+            except Exception as err:
+                msg = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
+                raise TuneError(f"{where}: value {v!r} is invalid for {group}.{key}: {msg}") from None
+
+
+def suggest(trial: optuna.Trial, space: dict[str, SearchDim]) -> dict[str, Any]:
+    """One value per dimension, suggested per its SearchDim."""
+    out: dict[str, Any] = {}
+    for key, dim in space.items():
+        if dim.type == "categorical":
+            out[key] = trial.suggest_categorical(key, dim.choices)
+        elif dim.type == "int":
+            out[key] = trial.suggest_int(
+                key, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log
+            )
+        else:
+            out[key] = trial.suggest_float(key, dim.low, dim.high, step=dim.step, log=dim.log)
+    return out
+
+
+def _contains(dim: SearchDim, value: Any) -> bool:
+    if dim.type == "categorical":
+        return value in dim.choices
+    if not dim.low <= value <= dim.high:
+        return False
+    step = dim.step or (1 if dim.type == "int" else None)
+    return step is None or math.isclose((value - dim.low) / step, round((value - dim.low) / step))
+
+
+def apply_values(model: ModelCfg, train: TrainCfg, values: dict[str, Any]):
+    """(ModelCfg, TrainCfg) with the tunables in `values` replaced."""
+    groups: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for key, value in values.items():
+        groups[TUNABLE[key]][key] = value
+    return (
+        ModelCfg.model_validate({**model.model_dump(), **groups["model"]}),
+        TrainCfg.model_validate({**train.model_dump(), **groups["train"]}),
+    )
+
+
+def untuned_values(params: Params, name: str) -> dict[str, Any]:
+    """params.yaml's own values of the tunables in the space (the 'no tuning' answer)."""
+    exp = params.experiment(name)
+    cfgs = {"model": exp.model, "train": exp.train}
+    return {key: getattr(cfgs[TUNABLE[key]], key) for key in params.tune.space}
+
+
+# ----------------------------------------------------------------------------- study identity
+def objective_definition(params: Params, name: str, digest: str) -> dict[str, Any]:
+    """Everything that makes trial values comparable; its hash names the study."""
+    exp = params.experiment(name)
+    cfg = params.tune_settings()
+    tuned = set(cfg.space)
+    return {
+        "version": OBJECTIVE_VERSION,
+        "metric": "min val_loss",
+        "data_digest": digest,
+        "space": {k: cfg.space[k].model_dump(mode="json") for k in sorted(cfg.space)},
+        "epochs": cfg.epochs,
+        "max_train_frames": cfg.max_train_frames,
+        "max_val_frames": cfg.max_val_frames,
+        "seed": derive_seed(params.base.seed, name),
+        "model": {k: v for k, v in exp.model.model_dump(mode="json").items() if k not in tuned},
+        "train": {
+            k: v
+            for k, v in exp.train.model_dump(mode="json").items()
+            if k not in tuned and k != "epochs"  # trials run tune.epochs, not train.epochs
+        },
+    }
+
+
+def study_name(params: Params, name: str, digest: str) -> str:
+    blob = json.dumps(objective_definition(params, name, digest), sort_keys=True)
+    return f"audiorecon-{name}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+# ----------------------------------------------------------------------------- dead workers
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()  # fields from #3 (state) on
+
+
+def _proc_start(pid: int) -> str | None:
+    """Process start time (clock ticks since boot): tells a reused pid from the original."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return os.name != "posix" or not Path("/proc/self/stat").exists()
+    if fields[0] in ("Z", "X"):
+        return False
+    return start is None or fields[19] == start
+
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Mark FAIL the RUNNING trials whose local worker process is gone.
+
+    Journal storages have no heartbeat, and an RDB heartbeat only expires after its grace
+    period; the pid/host each trial records lets a restart clean up at once.
+    """
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") != host or pid is None:
+            continue
+        if _alive(int(pid), t.user_attrs.get("pid_start")):
+            continue
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        failed.append(t.number)
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id and tracking.tracking_enabled():
+            try:
+                from mlflow import MlflowClient
+
+                MlflowClient().set_terminated(run_id, "KILLED")
+            except Exception as err:  # the study matters more than the run's status
+                log.warning("could not mark MLflow run %s killed: %s", run_id, err)
+    if failed:
+        log.warning("trials %s: their worker process died; marked FAIL", failed)
+    return failed
+
+
+def _carry_over(spec: str, store: BaseStorage, sname: str, root: Path, name: str) -> None:
+    """Copy the study from the default SQLite file into a new default journal.
+
+    The default storage turns into a journal the first time workers > 1; copying keeps that
+    run a continuation of the single-worker study instead of a fresh start.
+    """
+    db = tracking.repo_root(root) / STUDY_DIR / f"{name}.db"
+    if spec != default_storage(root, name, 2) or not db.is_file():
+        return
+    if sname in optuna.get_all_study_names(store):
+        return
+    try:
+        optuna.copy_study(from_study_name=sname, from_storage=f"sqlite:///{db}",
+                          to_storage=store)
+    except KeyError:  # the SQLite file holds no study for this objective
+        return
+    log.info("tune@%s: copied study %s from %s into the journal", name, sname, db)
+
+
+# ----------------------------------------------------------------------------- samplers & pruners
+def make_sampler(cfg: TuneCfg, seed: int, parallel: bool) -> optuna.samplers.BaseSampler:
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # constant_liar: parallel workers see each other's running trials as bad, not absent.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=TPE_STARTUP, constant_liar=parallel
+        )
+
+
+def make_pruner(cfg: TuneCfg) -> optuna.pruners.BasePruner:
+    if cfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
+    if cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.epochs)
+    return optuna.pruners.NopPruner()
+
+
+# ----------------------------------------------------------------------------- workers
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs; picklable, so it crosses the 'spawn' boundary."""
+
+    params: Params
+    name: str
+    root: str
+    storage: str
+    study: str
+    n_trials: int
+    target: int  # non-WAITING trials in the study at which every worker stops
+    timeout: float | None
+    seed: int
+    parallel: bool
+    parent_run_id: str | None
+    tracking: bool
+    threads: int | None = None
+
+
+def _pruning_callback(trial: optuna.Trial, run: tracking.RunHandle, curve: dict[str, list]):
+    """KerasPruningCallback that also logs the curve and never reports a non-finite loss.
+
+    Reporting NaN would make the median pruner prune it; a diverged trial must be FAIL.
+    """
+    from optuna_integration import KerasPruningCallback
+
+    class TrialCallback(KerasPruningCallback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            for key in ("loss", "val_loss"):
+                curve.setdefault(key, []).append(logs.get(key, math.nan))
+            finite = {k: v for k, v in logs.items() if math.isfinite(v)}
+            run.log_metrics(finite, step=epoch + 1)
+            if not all(math.isfinite(logs.get(k, math.nan)) for k in ("loss", "val_loss")):
+                self.model.stop_training = True
+                return
+            super().on_epoch_end(epoch, logs)
+
+    return TrialCallback(trial, "val_loss")
+
+
+def _objective(job: _Job, train_arrays, val_arrays):
+    import keras
+
+    exp = job.params.experiment(job.name)
+    space = job.params.tune_settings().space
+    epochs = job.params.tune_settings().epochs
+    seed = derive_seed(job.params.base.seed, job.name)
+    start = _proc_start(os.getpid())
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())
+        if start is not None:
+            trial.set_user_attr("pid_start", start)
+        values = suggest(trial, space)
+        tags = {"stage": "tune-trial", "study": job.study, "trial_number": str(trial.number)}
+        t0 = time.perf_counter()
+        curve: dict[str, list[float]] = {}
+        outcome: BaseException | None = None
+        with tracking.start_run(
+            job.name, f"trial-{trial.number}", tags, nested=True, parent_run_id=job.parent_run_id
+        ) as run:
+            if run.run_id:
+                trial.set_user_attr("mlflow_run_id", run.run_id)
+            run.log_params(values)
+            state = "FAIL"
+            try:
+                model_cfg, train_cfg = apply_values(exp.model, exp.train, values)
+                with warnings.catch_warnings():  # Keras' note on shuffle=True with a Dataset
+                    warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
+                    fit(model_cfg, train_cfg, train_arrays, val_arrays, seed=seed,
+                        epochs=epochs, callbacks=[_pruning_callback(trial, run, curve)])
+                losses = curve.get("loss", []) + curve.get("val_loss", [])
+                if not losses or not all(math.isfinite(v) for v in losses):
+                    raise DivergedError(
+                        f"trial {trial.number}: loss became NaN/inf with {values}"
+                    )
+                value = min(curve["val_loss"])
+                state = "COMPLETE"
+                run.log_metrics({"objective": value})
+            except optuna.TrialPruned as err:
+                state, outcome = "PRUNED", err  # re-raised below: the MLflow run still FINISHED
+            finally:
+                run.set_tags({"state": state})
+                run.log_metrics({"duration_s": time.perf_counter() - t0,
+                                 "epochs_run": len(curve.get("val_loss", []))})
+                keras.backend.clear_session()
+        if outcome is not None:
+            raise outcome
+        return value
+
+    return objective
+
+
+def _limit_threads(n: int | None) -> None:
+    if not n:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # TF already initialised in this process: keep its pools
+        pass
+
+
+def run_worker(job: _Job) -> None:
+    """Optimize `job.study` for up to `job.n_trials` trials (in this process)."""
+    if job.tracking and not tracking.tracking_enabled():
+        tracking.setup(job.params.tracking, job.root)  # a spawned worker's own session
+    _limit_threads(job.threads)
+    cfg = job.params.tune_settings()
+    data_dir = Path(job.root) / "data" / job.name
+    train_arrays = tuple(
+        np.asarray(a, dtype=np.float32)
+        for a in load_split(data_dir, "train", limit=cfg.max_train_frames)
+    )
+    val_arrays = tuple(
+        np.asarray(a, dtype=np.float32)
+        for a in load_split(data_dir, "val", limit=cfg.max_val_frames)
+    )
+    study = optuna.load_study(
+        study_name=job.study,
+        storage=open_storage(job.storage),
+        sampler=make_sampler(cfg, job.seed, job.parallel),
+        pruner=make_pruner(cfg),
+    )
+    study.optimize(
+        _objective(job, train_arrays, val_arrays),
+        n_trials=job.n_trials,
+        timeout=job.timeout,
+        catch=(DivergedError, ValueError),
+        # Stops this worker once the study holds `target` trials, whoever ran them. WAITING
+        # (enqueued) trials are not counted: running one does not add a trial.
+        callbacks=[optuna.study.MaxTrialsCallback(job.target, states=_COUNTED)],
+        gc_after_trial=True,
+    )
+
+
+def _worker_main(job: _Job) -> None:  # pragma: no cover - runs in spawned processes
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_worker(job)
+
+
+def _run_parallel(jobs: list[_Job]) -> None:
+    """One spawned process per job; a failed worker is a TuneError once all have stopped."""
+    ctx = multiprocessing.get_context("spawn")  # fork + TensorFlow threads deadlocks
+    procs = [ctx.Process(target=_worker_main, args=(job,), name=f"tune-{i}")
+             for i, job in enumerate(jobs)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join()
+    bad = [f"{p.name} exit code {p.exitcode}" for p in procs if p.exitcode != 0]
+    if bad:
+        raise TuneError(
+            f"tuning worker(s) failed ({', '.join(bad)}); finished trials are kept in the "
+            "study, re-run to continue"
+        )
+
+
+# ----------------------------------------------------------------------------- outputs
+def _record(params: dict, source: str, study: str | None, storage: str | None,
+            best_value: float | None, n_trials: int) -> dict[str, Any]:
+    return {
+        "params": params,
+        "source": source,
+        "study": study,
+        "storage": mask_url(storage) if storage else None,
+        "best_value": best_value,
+        "n_trials": n_trials,
+    }
+
+
+def _write_best(root: Path, name: str, record: dict[str, Any]) -> None:
+    atomic_write_text(best_params_path(root, name), yaml.safe_dump(record, sort_keys=False))
+
+
+def _plots(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optuna's matplotlib plots as PNGs; a plot that cannot be drawn is skipped, not fatal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    varied = [k for k in {k for t in done for k in t.params}
+              if len({json.dumps(t.params.get(k), default=str) for t in done}) > 1]
+    plots = {"optimization_history": ovm.plot_optimization_history}
+    if len(done) >= 2 and len(varied) > 1:
+        plots["param_importances"] = ovm.plot_param_importances
+    if len(done) >= 2:
+        plots["parallel_coordinate"] = ovm.plot_parallel_coordinate
+    paths = []
+    for label, plot in plots.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = plot(study)
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            path = folder / f"{label}.png"
+            fig.savefig(path, dpi=100)
+            paths.append(path)
+        except Exception as err:
+            log.warning("skipping the %s plot: %s", label, err)
+        finally:
+            plt.close("all")
+    return paths
+
+
+def _write_tune_dir(root: Path, name: str, study: optuna.Study | None) -> list[str]:
+    """reports/<name>/tune/: trials.csv (+ plots), swapped in atomically; returns file names."""
+    import pandas as pd
+
+    with atomic_dir(root / "reports" / name / "tune") as tmp:
+        df = study.trials_dataframe() if study is not None else pd.DataFrame()
+        if df.empty:
+            df = pd.DataFrame(columns=["number", "value", "state"])
+        df.to_csv(tmp / "trials.csv", index=False)
+        if study is not None:
+            _plots(study, tmp)
+        files = sorted(p.name for p in tmp.iterdir())
+    return files
+
+
+def _untuned(params: Params, name: str, root: Path, why: str) -> dict[str, Any]:
+    record = _record(untuned_values(params, name), "untuned", None, None, None, 0)
+    _write_best(root, name, record)
+    _write_tune_dir(root, name, None)
+    log.info("tune@%s: %s; wrote params.yaml's values", name, why)
+    return record
+
+
+# ----------------------------------------------------------------------------- stage body
+def tune_experiment(
+    params: Params,
+    name: str,
+    root: str | os.PathLike[str] = ".",
+    *,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    workers: int | None = None,
+    enqueue: list[dict[str, Any]] | tuple = (),
+) -> dict[str, Any]:
+    """Add `n_trials` trials to the experiment's study; write best_params.yaml and tune/.
+
+    `enqueue` lists extra configurations (tunable -> value) to try first, after params.yaml's
+    own values on a fresh study. Returns the best_params.yaml record.
+    """
+    root = Path(root).resolve()
+    exp = params.experiment(name)
+    cfg = params.tune_settings()
+    n_new = cfg.n_trials if n_trials is None else int(n_trials)
+    n_workers = cfg.workers if workers is None else int(workers)
+    if n_new < 0 or n_workers < 1:
+        raise TuneError(f"need n_trials >= 0 and workers >= 1, got {n_new} and {n_workers}")
+    if not cfg.enabled:
+        return _untuned(params, name, root, "tune.enabled is false")
+    if not cfg.space:
+        return _untuned(params, name, root, "tune.space is empty")
+    check_space(cfg.space, exp.model, exp.train)
+    digest = read_digest(root / "data" / name)
+    spec = resolve_storage(cfg, root, name, storage, n_workers)
+    sname = study_name(params, name, digest)
+    store = open_storage(spec)
+
+    if n_new == 0:
+        try:
+            study = optuna.load_study(study_name=sname, storage=store)
+        except KeyError:
+            return _untuned(params, name, root, "n_trials is 0 and there is no study yet")
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return _untuned(params, name, root, "n_trials is 0 and no trial has completed")
+        return _finish(params, name, root, study, spec, tracking.RunHandle(None))
+
+    enabled = tracking.setup(params.tracking, root)
+    _carry_over(spec, store, sname, root, name)
+    study = optuna.create_study(study_name=sname, storage=store, direction="minimize",
+                                load_if_exists=True)
+    fresh = not study.trials
+    if fresh:
+        study.set_user_attr("experiment", name)
+        study.set_user_attr("objective", objective_definition(params, name, digest))
+        defaults = untuned_values(params, name)
+        fixed = {k: v for k, v in defaults.items() if _contains(cfg.space[k], v)}
+        if len(fixed) < len(defaults):
+            log.warning("params.yaml values outside tune.space are sampled instead: %s",
+                        sorted(set(defaults) - set(fixed)))
+        study.enqueue_trial(fixed, user_attrs={"origin": "params.yaml"})
+    fail_orphaned_trials(study)
+    for values in enqueue:
+        study.enqueue_trial(dict(values), user_attrs={"origin": "enqueued"})
+
+    n_existing = len(study.trials)
+    target = sum(t.state in _COUNTED for t in study.trials) + n_new
+    n_workers = min(n_workers, n_new)
+    p_hash = tracking.params_hash(
+        {"tune": cfg.model_dump(mode="json"), "objective": objective_definition(params, name, digest)}
+    )
+    tags = {
+        **tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root),
+        "study": sname,
+        "optuna_storage": mask_url(spec),
+    }
+    run_name = f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with tracking.start_run(name, run_name, tags) as run:
+        run.log_params({
+            "tune": cfg.model_dump(mode="json", exclude={"storage"}),
+            "study": sname,
+            "storage": mask_url(spec),
+            "workers": n_workers,
+            "trials_added": n_new,
+        })
+        base = _Job(
+            params=params, name=name, root=str(root), storage=spec, study=sname,
+            n_trials=n_new, target=target, timeout=cfg.timeout,
+            seed=derive_seed(params.base.seed, name, f"tune-sampler-{n_existing}-0"),
+            parallel=n_workers > 1, parent_run_id=run.run_id, tracking=enabled,
+        )
+        if n_workers == 1:
+            run_worker(base)
+        else:
+            threads = max(1, (os.cpu_count() or 1) // n_workers)
+            jobs = [
+                replace(
+                    base,
+                    n_trials=n_new // n_workers + (i < n_new % n_workers),
+                    seed=derive_seed(params.base.seed, name, f"tune-sampler-{n_existing}-{i}"),
+                    threads=threads,
+                )
+                for i in range(n_workers)
+            ]
+            _run_parallel(jobs)
+        study = optuna.load_study(study_name=sname, storage=store)
+        fail_orphaned_trials(study)
+        return _finish(params, name, root, study, spec, run)
+
+
+def _finish(params: Params, name: str, root: Path, study: optuna.Study, spec: str,
+            run: tracking.RunHandle) -> dict[str, Any]:
+    """Write the outputs from the study's best trial and log the summary to the parent run."""
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    if not done:
+        raise TuneError(
+            f"study {study.study_name}: no trial completed ({counts}); see the log above "
+            "for why they failed (lower the learning-rate range?)"
+        )
+    best = study.best_trial
+    record = _record(dict(best.params), "optuna", study.study_name, spec, float(best.value),
+                     len(trials))
+    files = _write_tune_dir(root, name, study)
+    _write_best(root, name, record)
+    folder = root / "reports" / name / "tune"
+    run.log_params({"best": dict(best.params), "best_trial": best.number})
+    run.log_metrics({"best_value": float(best.value), "n_trials": len(trials),
+                     **{f"n_{k}": v for k, v in counts.items() if k != "waiting"}})
+    for f in files:
+        run.log_artifact(folder / f, "tune")
+    run.log_artifact(best_params_path(root, name))
+    log.info("tune@%s: best val_loss %.5g (trial %d of %d) %s", name, best.value, best.number,
+             len(trials), best.params)
+    return record

@@ -1,0 +1,266 @@
+"""The tune stage for real: Optuna studies on SQLite/journal files, Keras trials, MLflow runs.
+
+One tuned repository (two invocations of two trials) is shared by the module; tests that add
+trials work on a copy of it, so no test depends on another's order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import mlflow
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from helpers import quick_params
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from pipeline import tracking
+from pipeline.cli import app
+from pipeline.config import load_params
+from pipeline.data import read_digest
+from pipeline.generate import generate_experiment
+from pipeline.train import effective_config
+from pipeline.tune import (
+    TuneError,
+    fail_orphaned_trials,
+    mask_url,
+    open_storage,
+    study_name,
+    tune_experiment,
+    untuned_values,
+)
+
+EXP = "seed-noise"
+KEYS = ["params", "source", "study", "storage", "best_value", "n_trials"]
+pytestmark = pytest.mark.timeout(300)
+
+
+def _repo(folder: Path, data_from: Path | None = None, **overrides) -> Path:
+    """A one-experiment quick repo with 2-epoch trials; data generated or copied."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"tune.epochs": 2, "quick.tune_epochs": 2, "quick.n_trials": 10, **overrides}
+    raw = quick_params(folder, [EXP], **settings)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    if data_from is not None:
+        shutil.copytree(data_from / "data", folder / "data")
+    else:
+        generate_experiment(load_params(folder / "params.yaml"), EXP, folder)
+    return folder
+
+
+def _study(repo: Path) -> optuna.Study:
+    p = load_params(repo / "params.yaml")
+    name = study_name(p, EXP, read_digest(repo / "data" / EXP))
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{repo / 'optuna' / f'{EXP}.db'}")
+
+
+def _forget_tracking_uri() -> None:
+    """mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which then overrides the next
+    temp repo's params.yaml in this process: drop it between stage calls."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tracking_uri():
+    _forget_tracking_uri()
+    yield
+    _forget_tracking_uri()
+
+
+def _runs(repo: Path) -> pd.DataFrame:
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        return mlflow.search_runs(experiment_names=[f"audiorecon/{EXP}"])
+    finally:
+        _forget_tracking_uri()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """Two invocations of two trials each on the default SQLite storage."""
+    repo = _repo(tmp_path_factory.mktemp("tuned") / "repo")
+    p = load_params(repo / "params.yaml")
+    _forget_tracking_uri()
+    first = tune_experiment(p, EXP, repo, n_trials=2)
+    second = tune_experiment(p, EXP, repo, n_trials=2)
+    _forget_tracking_uri()
+    return repo, first, second
+
+
+def test_second_invocation_continues_the_study(tuned):
+    repo, first, second = tuned
+    study = _study(repo)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert first["n_trials"] == 2 and second["n_trials"] == 4
+    # params.yaml's own values are trial 0, so tuning can only match or beat them.
+    p = load_params(repo / "params.yaml")
+    assert study.trials[0].params == untuned_values(p, EXP)
+    assert study.trials[0].user_attrs["origin"] == "params.yaml"
+    assert study.trials[0].state == TrialState.COMPLETE
+    for t in study.trials:
+        assert t.user_attrs["host"] == socket.gethostname() and t.user_attrs["pid"] > 0
+
+    saved = yaml.safe_load((repo / "reports" / EXP / "best_params.yaml").read_text())
+    assert list(saved) == KEYS and saved == second
+    assert saved["source"] == "optuna" and saved["study"] == study.study_name
+    assert saved["study"].startswith(f"audiorecon-{EXP}-")
+    assert saved["storage"] == f"sqlite:///{repo / 'optuna' / f'{EXP}.db'}"
+    assert saved["best_value"] == pytest.approx(study.best_value)
+    assert saved["params"] == study.best_params and set(saved["params"]) == set(p.tune.space)
+
+    tune_dir = repo / "reports" / EXP / "tune"
+    assert len(pd.read_csv(tune_dir / "trials.csv")) == 4
+    assert (tune_dir / "optimization_history.png").stat().st_size > 1000
+    assert not [f for f in tune_dir.parent.iterdir() if f.name.startswith(".")]
+
+
+def test_mlflow_parent_and_nested_trial_runs(tuned):
+    repo, _, second = tuned
+    runs = _runs(repo)
+    parents = runs[runs["tags.stage"] == "tune"]
+    trials = runs[runs["tags.stage"] == "tune-trial"]
+    assert len(parents) == 2 and len(trials) == 4
+    assert (parents["tags.study"] == second["study"]).all()
+    assert parents["tags.mlflow.runName"].str.startswith(f"tune-{EXP}-").all()
+    assert set(trials["tags.mlflow.parentRunId"]) == set(parents["run_id"])
+    assert sorted(trials["tags.trial_number"].astype(int)) == [0, 1, 2, 3]
+    assert (trials["tags.study"] == second["study"]).all()
+    assert set(trials["tags.state"]) <= {"COMPLETE", "PRUNED"}
+    assert trials["params.learning_rate"].notna().all()
+    assert (trials["metrics.duration_s"] > 0).all()
+
+    client = mlflow.MlflowClient()
+    latest = parents.sort_values("start_time").iloc[-1]
+    assert latest["metrics.best_value"] == pytest.approx(second["best_value"])
+    assert latest["metrics.n_trials"] == 4
+    artifacts = {a.path for a in client.list_artifacts(latest["run_id"], "tune")}
+    assert {"tune/trials.csv", "tune/optimization_history.png"} <= artifacts
+    done = trials[trials["tags.state"] == "COMPLETE"].iloc[0]
+    curve = client.get_metric_history(done["run_id"], "val_loss")
+    assert [m.step for m in curve] == [1, 2]
+
+
+def test_best_params_feed_train(tuned):
+    repo, _, second = tuned
+    p = load_params(repo / "params.yaml")
+    model_cfg, train_cfg, source = effective_config(p, EXP, repo)
+    for key, value in second["params"].items():
+        cfg = model_cfg if hasattr(model_cfg, key) else train_cfg
+        assert getattr(cfg, key) == pytest.approx(value), key
+    assert source["study"] == second["study"]
+
+
+def test_bad_trial_is_pruned(tuned, tmp_path):
+    """A learning rate of 1e-9 barely moves from the initial weights: the median prunes it."""
+    src = tuned[0]
+    repo = tmp_path / "repo"
+    shutil.copytree(src, repo)
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["tracking"]["uri"] = f"sqlite:///{repo / 'mlflow.db'}"
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    p = load_params(repo / "params.yaml")
+    with pytest.warns(UserWarning, match="out of range"):
+        tune_experiment(p, EXP, repo, n_trials=1, enqueue=[{"learning_rate": 1e-9}])
+    last = _study(repo).trials[-1]
+    assert last.number == 4 and last.params["learning_rate"] == 1e-9
+    assert last.state == TrialState.PRUNED
+    assert list(last.intermediate_values) == [0, 1]
+    assert len(_runs(repo).query("`tags.stage` == 'tune'")) == 3  # 2 copied + this one
+
+
+def test_diverging_trial_fails_and_the_study_goes_on(tuned, tmp_path):
+    # Plain MSE at learning rate 1.0 and batch 32 overflows to NaN within the first epoch.
+    overrides = {f"experiments.{EXP}.train.loss": "mse", "tune.pruner": "none"}
+    repo = _repo(tmp_path / "repo", data_from=tuned[0], **overrides)
+    p = load_params(repo / "params.yaml")
+    with pytest.warns(UserWarning, match="out of range"):
+        record = tune_experiment(p, EXP, repo, n_trials=3, enqueue=[
+            {"learning_rate": 1.0, "batch_size": 32, "dropout": 0.0}])
+    states = [t.state for t in _study(repo).trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert record["n_trials"] == 3 and record["params"]["learning_rate"] != 1.0
+    runs = _runs(repo)
+    failed = runs[runs["tags.state"] == "FAIL"]
+    assert len(failed) == 1 and failed.iloc[0]["status"] == "FAILED"
+    assert len(runs[runs["tags.stage"] == "tune"]) == 1  # logged to this repo's own store
+
+
+def test_disabled_writes_untuned_values_without_a_study(tmp_path, tuned):
+    repo = _repo(tmp_path / "repo", data_from=tuned[0], **{"tune.enabled": False})
+    p = load_params(repo / "params.yaml")
+    record = tune_experiment(p, EXP, repo)
+    saved = yaml.safe_load((repo / "reports" / EXP / "best_params.yaml").read_text())
+    assert saved == record and list(saved) == KEYS
+    assert saved["source"] == "untuned" and saved["params"] == untuned_values(p, EXP)
+    assert saved["study"] is None and saved["best_value"] is None and saved["n_trials"] == 0
+    assert not (repo / "optuna").exists() and not (repo / "mlflow.db").exists()
+    assert (repo / "reports" / EXP / "tune" / "trials.csv").is_file()
+    model_cfg, train_cfg, _ = effective_config(p, EXP, repo)
+    assert train_cfg.learning_rate == p.experiment(EXP).train.learning_rate
+
+
+def test_zero_trials_and_no_study_is_untuned(tmp_path, tuned):
+    repo = _repo(tmp_path / "repo", data_from=tuned[0])
+    record = tune_experiment(load_params(repo / "params.yaml"), EXP, repo, n_trials=0)
+    assert record["source"] == "untuned"
+    assert not (repo / "mlflow.db").exists()
+
+
+def test_study_name_tracks_the_objective(tuned):
+    repo = tuned[0]
+    p = load_params(repo / "params.yaml")
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    base = study_name(p, EXP, "digest-a")
+    assert study_name(p, EXP, "digest-a") == base
+    assert study_name(p, EXP, "digest-b") != base
+    raw["tune"]["space"]["dropout"]["high"] = 0.5
+    assert study_name(load_params_from(raw, repo), EXP, "digest-a") != base
+    raw["tune"]["n_trials"] = 99  # the budget is not part of the objective
+    raw["tune"]["space"]["dropout"]["high"] = 0.3
+    assert study_name(load_params_from(raw, repo), EXP, "digest-a") == base
+
+
+def load_params_from(raw: dict, folder: Path):
+    path = folder / "other-params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_params(path)
+
+
+def test_bad_storage_is_one_clear_error_without_the_password(tuned, monkeypatch):
+    p = load_params(tuned[0] / "params.yaml")
+    with pytest.raises(TuneError, match=r"cannot open Optuna storage postgresql://bob:\*\*\*@"):
+        tune_experiment(p, EXP, tuned[0], storage="postgresql://bob:s3cret@127.0.0.1:1/db")
+    with pytest.raises(TuneError) as info:
+        open_storage("nosuchdb://bob:s3cret@host/x")
+    assert "s3cret" not in str(info.value)
+    assert mask_url("postgresql://bob:s3cret@h:5432/db") == "postgresql://bob:***@h:5432/db"
+
+    monkeypatch.chdir(tuned[0])
+    res = CliRunner().invoke(app, ["tune", "-e", EXP, "--storage",
+                                   "postgresql://bob:s3cret@127.0.0.1:1/db"])
+    assert res.exit_code == 2 and "s3cret" not in res.output
+    assert "cannot open Optuna storage" in res.output
+
+
+def test_trials_of_dead_local_workers_are_failed(tmp_path):
+    storage = open_storage(f"journal:{tmp_path / 'x.journal'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan, alive, remote = study.ask(), study.ask(), study.ask()
+    for trial, pid, host in [(orphan, dead.pid, socket.gethostname()),
+                             (alive, 1, socket.gethostname()),
+                             (remote, dead.pid, "another-host")]:
+        trial.set_user_attr("pid", pid)
+        trial.set_user_attr("host", host)
+    tracking.disable()
+    assert fail_orphaned_trials(study) == [orphan.number]
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
