@@ -38,8 +38,10 @@ test-slow: install-dev    ## slow tests: long files, killed workers, parallel st
 lint: install-dev
 	ruff check pipeline tests benchmarks
 
-bench: install            ## benchmarks: ratios measured in one run
+bench: install            ## benchmarks: ratios measured in one run (enhance needs models/audio-noise)
 	python benchmarks/generate.py
+	python benchmarks/train_feed.py
+	python benchmarks/enhance.py
 
 clean-venv:
 	rm -rf $(VENV)
