@@ -43,11 +43,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("pipeline.tracking", "TrackingError"),
         ("pipeline.tune", "TuneError"),
     ]:
-        try:
-            module = __import__(mod, fromlist=[name])
+        # A module not yet imported cannot have raised its error; importing it here would load
+        # TensorFlow (via tune/train) just to print a one-line message.
+        module = sys.modules.get(mod)
+        if module is not None and hasattr(module, name):
             types.append(getattr(module, name))
-        except (ImportError, AttributeError):
-            pass
     return tuple(types)
 
 

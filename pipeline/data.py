@@ -67,6 +67,21 @@ def digest_arrays(arrays: dict[str, np.ndarray], extra: str = "") -> str:
     return h.hexdigest()
 
 
+def replace_dir(src: Path, target: Path) -> None:
+    """Move folder `src` to `target`, replacing any previous `target` (same filesystem).
+
+    The old folder is renamed aside before the new one is renamed in, so `target` is always
+    either the complete old folder or the complete new one.
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(src, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp folder beside `target`; swap it in only if the block succeeds.
@@ -79,13 +94,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder into place
     try:
         yield tmp
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import pandas as pd
 
 from . import baselines as bl
 from .config import Experiment, Params
-from .data import DataError, atomic_write_text, load_split, read_digest
+from .data import DataError, atomic_write_text, load_split, read_digest, replace_dir
 from .metrics import (
     SNR_BUCKET_LABELS,
     aggregate_snr_db,
@@ -175,6 +174,17 @@ def _figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndar
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig, ax, filename: str, xlabel: str, ylabel: str, title: str) -> None:
+        """Shared finish: zero line, labels with units, legend, file, close."""
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / filename, dpi=110)
+        plt.close(fig)
+
     # examples.png: frames spread over the input-SNR range, so easy and hard cases both show
     order = np.argsort(input_snr, kind="stable")
     picks = sorted({int(order[int(q * (len(order) - 1))]) for q in (0.1, 0.4, 0.7, 0.95)})
@@ -204,14 +214,8 @@ def _figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndar
         col = "best_classical" if key == best else key
         ax.plot(buckets["input_snr_mean_db"], buckets[col], marker="o", color=colour,
                 label=f"{key} (bucket mean)" if key != best else f"best classical: {key}")
-    ax.axhline(0.0, color="0.5", lw=0.8)
-    ax.set_xlabel("input SNR of the degraded frame (dB)")
-    ax.set_ylabel("SNR gain over the degraded input (dB)")
-    ax.set_title("SNR gain vs input SNR (test split)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "gain_vs_snr.png", dpi=110)
-    plt.close(fig)
+    save(fig, ax, "gain_vs_snr.png", "input SNR of the degraded frame (dB)",
+         "SNR gain over the degraded input (dB)", "SNR gain vs input SNR (test split)")
 
     if by_f is not None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -219,14 +223,8 @@ def _figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndar
             if by_f[key].notna().any():
                 label = f"best classical: {best}" if key == "best_classical" else key
                 ax.plot(by_f["f_hz"], by_f[key], marker="o", label=label)
-        ax.axhline(0.0, color="0.5", lw=0.8)
-        ax.set_xlabel("sine frequency (Hz)")
-        ax.set_ylabel("mean SNR gain (dB)")
-        ax.set_title("SNR gain by sine frequency (test split)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / "gain_by_frequency.png", dpi=110)
-        plt.close(fig)
+        save(fig, ax, "gain_by_frequency.png", "sine frequency (Hz)", "mean SNR gain (dB)",
+             "SNR gain by sine frequency (test split)")
 
 
 # ----------------------------------------------------------------------------- tracking
@@ -307,11 +305,7 @@ def _json(d: dict[str, Any]) -> str:
 
 def _publish(stage: Path, out: Path, names: list[str]) -> None:
     """Rename staged files and the figures folder into `out` (same filesystem: atomic each)."""
-    figs, old = out / "figures", out / f".figures.old-{os.getpid()}"
-    if figs.exists():
-        os.replace(figs, old)
-    os.replace(stage / "figures", figs)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(stage / "figures", out / "figures")
     for n in names:  # metrics.json last: its presence means the rest is complete
         os.replace(stage / n, out / n)
 
