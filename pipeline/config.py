@@ -170,14 +170,22 @@ Degradation = Annotated[
 
 # ----------------------------------------------------------------------------- models & training
 class ModelCfg(Strict):
-    arch: Literal["unet", "seed_encoder_decoder"] = "unet"
+    arch: Literal["unet", "seed_encoder_decoder", "mlp", "stft_mask"] = "unet"
     depth: int = Field(4, ge=1, le=8)
-    filters: int = Field(32, ge=1, le=512)
+    filters: int = Field(32, ge=1, le=4096)  # conv channels; units per layer for mlp/stft_mask
     kernel_size: int = Field(9, ge=1, le=129)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     batch_norm: bool = False
     residual: bool = True
     normalize: bool = True  # run the net on unit-RMS frames, scale back: level-independent
+    n_fft: int = Field(512, ge=16, le=16_384)  # stft_mask only: window length, hop n_fft/4
+
+    @field_validator("n_fft")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two (got {v})")
+        return v
 
 
 class TrainCfg(Strict):
@@ -187,6 +195,8 @@ class TrainCfg(Strict):
     loss: Literal["mse", "l1", "snr"] = "mse"
     stft_weight: float = Field(0.0, ge=0.0, le=100.0)
     patience: int = Field(4, ge=1, le=1000)
+    # Halve the learning rate after this many epochs without a better val_loss (null: constant).
+    lr_patience: int | None = Field(None, ge=1, le=1000)
     max_seconds: float | None = Field(None, gt=0)
 
 
@@ -251,6 +261,7 @@ TUNABLE = {
     "depth": "model",
     "filters": "model",
     "kernel_size": "model",
+    "n_fft": "model",
     "dropout": "model",
     "batch_norm": "model",
 }
@@ -267,6 +278,9 @@ class TuneCfg(Strict):
     max_train_frames: int = Field(4096, ge=1)
     max_val_frames: int = Field(1024, ge=1)
     storage: str | None = None  # SQLAlchemy URL; OPTUNA_STORAGE / --storage override
+    # train uses the study's best values only once it holds this many finished trials: the
+    # best of a few short trials is noise, and short trials favour fast starters.
+    min_trials: int = Field(20, ge=0, le=100_000)
     space: dict[str, SearchDim] = {}
 
     @field_validator("space")

@@ -131,6 +131,63 @@ class Scale(layers.Layer):
         return {**super().get_config(), "divide": self.divide}
 
 
+@register
+class Spectrogram(layers.Layer):
+    """Hann STFT of (b, T, 1) frames -> [real, imag, log-power], each (b, frames, n_fft//2 + 1).
+
+    T must be a multiple of the hop n_fft/4 (`PadToMultiple` sees to it). Both ends are
+    zero-padded by n_fft - hop, so every sample lies under all four overlapping windows and
+    `MaskedISTFT` with a unit mask returns the input exactly, edges included (the usual
+    centre padding of n_fft/2 leaves the outer samples short of one window).
+    """
+
+    def __init__(self, n_fft: int = 512, **kwargs):
+        super().__init__(**kwargs)
+        self.n_fft = int(n_fft)
+
+    def call(self, x):
+        n, hop = self.n_fft, self.n_fft // 4
+        x = ops.pad(x[..., 0], [[0, 0], [n - hop, n - hop]])
+        re, im = ops.stft(x, sequence_length=n, sequence_stride=hop, fft_length=n, center=False)
+        log_power = ops.log(ops.square(re) + ops.square(im) + 1e-6)
+        return re, im, log_power
+
+    def compute_output_shape(self, input_shape):
+        b, t, _ = input_shape
+        hop = self.n_fft // 4
+        frames = None if t is None else (t + 2 * (self.n_fft - hop) - self.n_fft) // hop + 1
+        shape = (b, frames, self.n_fft // 2 + 1)
+        return shape, shape, shape
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft}
+
+
+@register
+class MaskedISTFT(layers.Layer):
+    """Apply a real mask to an STFT and invert it: [real, imag, mask] -> (b, T', 1)."""
+
+    def __init__(self, n_fft: int = 512, **kwargs):
+        super().__init__(**kwargs)
+        self.n_fft = int(n_fft)
+
+    def call(self, inputs):
+        re, im, mask = inputs
+        n, hop = self.n_fft, self.n_fft // 4
+        y = ops.istft((re * mask, im * mask), sequence_length=n, sequence_stride=hop, fft_length=n,
+                      center=False)
+        return y[:, n - hop : -(n - hop), None]  # undo Spectrogram's padding
+
+    def compute_output_shape(self, input_shape):
+        b, frames, _ = input_shape[0]
+        hop = self.n_fft // 4
+        t = None if frames is None else (frames - 1) * hop + self.n_fft - 2 * (self.n_fft - hop)
+        return (b, t, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft}
+
+
 # ----------------------------------------------------------------------------- architectures
 def _seed_body(x, cfg: ModelCfg):
     """The seed notebook's conv encoder-decoder, with a linear output so it can go negative."""
@@ -199,6 +256,44 @@ def _unet_body(x, cfg: ModelCfg):
     return _head(x, h, plan[0][1], cfg.residual), cfg.depth
 
 
+def _mlp_body(x, cfg: ModelCfg, frame_length: int):
+    """Dense layers over the whole frame (`depth` layers of `filters` units).
+
+    A lone sinusoid spans the frame, so telling its frequency from noise needs every sample at
+    once; a dense layer sees them all, where a conv stack sees a window. The price: one frame
+    length only, fixed when the model is built.
+    """
+    h = layers.Flatten(name="frame")(x)
+    for i in range(cfg.depth):
+        h = layers.Dense(cfg.filters, activation="relu", name=f"dense_{i}")(h)
+        if cfg.dropout:
+            h = layers.Dropout(cfg.dropout)(h)
+    init = "zeros" if cfg.residual else "glorot_uniform"
+    y = layers.Dense(frame_length, kernel_initializer=init, name="head")(h)
+    y = layers.Reshape((frame_length, 1))(y)
+    return layers.Add(name="residual")([x, y]) if cfg.residual else y
+
+
+def _stft_mask_body(x, cfg: ModelCfg):
+    """A spectral mask from log-power spectra, applied to the STFT and inverted.
+
+    Each STFT frame's whole spectrum enters a 1-D conv over time (kernel `kernel_size` frames),
+    so the net can use harmonic structure across frequency, which a per-bin Wiener gain cannot.
+    The sigmoid head starts open (mask 0.98), so training starts near the identity. About
+    a tenth of a U-Net's multiply-adds per second of audio.
+    """
+    re, im, log_power = Spectrogram(cfg.n_fft, name="stft")(x)
+    h = log_power
+    for i in range(cfg.depth):
+        h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
+        h = layers.LeakyReLU(0.2)(h)
+        if cfg.dropout:
+            h = layers.Dropout(cfg.dropout)(h)
+    mask = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="sigmoid", name="mask",
+                         kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(4.0))(h)
+    return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask])
+
+
 def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
     """Build `cfg.arch` for inputs (batch, T, 1) with any T; the output has the input's shape.
 
@@ -212,17 +307,32 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
     if cfg.normalize:
         scale = FrameRMS(name="frame_rms")(inp)
         x = Scale(divide=True, name="to_unit_rms")([inp, scale])
-    stride_levels = 4 if cfg.arch == "seed_encoder_decoder" else cfg.depth
-    if frame_length is not None and 2**stride_levels > frame_length:
+    if cfg.arch == "mlp":
+        if frame_length is None:
+            raise ValueError("arch mlp needs frame_length: its dense layers see one frame length")
+        inp = keras.Input(shape=(frame_length, 1), dtype="float32", name="degraded")
+        x, scale = inp, None
+        if cfg.normalize:
+            scale = FrameRMS(name="frame_rms")(inp)
+            x = Scale(divide=True, name="to_unit_rms")([inp, scale])
+        y = _mlp_body(x, cfg, frame_length)
+        if scale is not None:
+            y = Scale(name="from_unit_rms")([y, scale])
+        return keras.Model(inp, y, name=cfg.arch)
+    multiple = {"seed_encoder_decoder": 2**4, "unet": 2**cfg.depth, "stft_mask": cfg.n_fft // 4}
+    multiple = multiple[cfg.arch]
+    if frame_length is not None and multiple > frame_length:
         raise ValueError(
-            f"{cfg.arch} downsamples by {2**stride_levels}, more than frame_length {frame_length}; "
-            "lower model.depth"
+            f"{cfg.arch} works in blocks of {multiple} samples, more than frame_length {frame_length}; "
+            "lower model.depth (or model.n_fft)"
         )
-    padded = PadToMultiple(2**stride_levels, name="pad")(x)
+    padded = PadToMultiple(multiple, name="pad")(x)
     if cfg.arch == "seed_encoder_decoder":
         y, _ = _seed_body(padded, cfg)
     elif cfg.arch == "unet":
         y, _ = _unet_body(padded, cfg)
+    elif cfg.arch == "stft_mask":
+        y = _stft_mask_body(padded, cfg)
     else:  # pragma: no cover - the schema forbids it
         raise ValueError(f"unknown arch {cfg.arch}")
     y = CropLike(name="crop")([y, x])

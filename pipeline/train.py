@@ -77,7 +77,8 @@ def effective_config(
     """The model/train config to use, and where it came from.
 
     params.yaml (with quick caps) is the base; when tune.enabled and the tune stage left
-    ``reports/<name>/best_params.yaml``, its values override the matching keys.
+    ``reports/<name>/best_params.yaml`` from a study of at least ``tune.min_trials`` finished
+    trials, its values override the matching keys.
     """
     exp = params.experiment(name)
     model_cfg, train_cfg = exp.model, exp.train
@@ -93,6 +94,13 @@ def effective_config(
     if not params.tune.enabled or not path.is_file():
         return model_cfg, train_cfg, source
     best = read_best_params(path)
+    n_done = best.get("n_trials")
+    if best.get("source") == "optuna" and n_done is not None and n_done < params.tune.min_trials:
+        source["source"] = (
+            f"params.yaml (study {best.get('study')} has {n_done} of the {params.tune.min_trials} "
+            "finished trials tune.min_trials asks for before its values are used)"
+        )
+        return model_cfg, train_cfg, source
     overrides = best["params"]
     groups: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
     for key, value in overrides.items():
@@ -194,6 +202,10 @@ def fit(
             monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
         ),
     ]
+    if train_cfg.lr_patience is not None:
+        builtin.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=train_cfg.lr_patience, min_lr=1e-5
+        ))
     hist = model.fit(
         train_ds,
         validation_data=val_ds,

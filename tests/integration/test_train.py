@@ -95,7 +95,7 @@ def test_outputs_and_meta(trained):
     params = load_params(root / "params.yaml")
     assert meta["experiment"] == NAME and meta["task"] == "noise"
     assert meta["sample_rate"] == 1000 and meta["frame_length"] == 100
-    assert meta["arch"] == "unet" and meta["model"]["filters"] == 4
+    assert meta["arch"] == params.experiments[NAME].model.arch and meta["model"]["filters"] == 4
     assert meta["train"]["epochs"] == params.quick.epochs  # quick cap applied
     assert meta["tuned"] is False
     assert meta["data_digest"] == json.loads((root / "data" / NAME / "digest.json").read_text())[
@@ -133,7 +133,7 @@ def test_mlflow_run_has_params_metrics_model_dataset_and_tags(trained, monkeypat
     run = runs[0]
     assert run.info.status == "FINISHED"
     p = run.data.params
-    assert p["model.depth"] == "2" and p["model.arch"] == "unet"
+    assert p["model.depth"] == "2" and p["model.arch"] == meta["arch"]
     assert float(p["train.learning_rate"]) == pytest.approx(1e-3)
     assert p["degradation.std"] == "[0.01, 0.1]" and p["degradation.kind"] == "noise"
     assert p["frame_length"] == "100" and p["seed"] == str(meta["seed"])
@@ -208,6 +208,20 @@ def test_effective_config_uses_best_params_only_when_tuning_enabled(tmp_path):
     assert source["source"] == "params.yaml" and not source["tuned"]
 
 
+def test_best_params_of_a_too_small_study_are_not_used(tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True)
+    _write_best(root, {"learning_rate": 0.002}, source="optuna", study="s1", best_value=-1.0, n_trials=2)
+    params = load_params(root / "params.yaml")
+    assert params.tune.min_trials > 2
+    _, train_cfg, source = effective_config(params, NAME, root)
+    assert train_cfg.learning_rate == 1e-3 and not source["tuned"]
+    assert "2 of the" in source["source"] and "tune.min_trials" in source["source"]
+    _write_best(root, {"learning_rate": 0.002}, source="optuna", study="s1", best_value=-1.0,
+                n_trials=params.tune.min_trials)
+    _, train_cfg, source = effective_config(params, NAME, root)
+    assert train_cfg.learning_rate == 0.002 and source["tuned"]
+
+
 def test_bad_best_params_are_rejected_with_the_file_named(tmp_path):
     root = make_repo(tmp_path / "repo", {"uri": DEAD})
     params = load_params(root / "params.yaml")
@@ -229,8 +243,8 @@ def test_train_applies_best_params_and_time_budget(env, tmp_path):
     assert meta["train"]["epochs"] == 2 and meta["epochs_run"] == 1
     model = keras.models.load_model(root / "models" / NAME / "model.keras", safe_mode=True,
                                     compile=False)
-    first_conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D))
-    assert first_conv.filters == 2
+    first = next(la for la in model.layers if isinstance(la, (keras.layers.Conv1D, keras.layers.Dense)))
+    assert (first.filters if isinstance(first, keras.layers.Conv1D) else first.units) == 2
 
 
 def test_failed_training_keeps_previous_outputs(env, tmp_path):

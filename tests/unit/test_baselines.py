@@ -325,3 +325,35 @@ def test_task_facts_random_phase_and_non_degenerate_cases():
     # K=4 on T=100: 25 held samples, Nyquist 12.5 > 9, so no atom degenerates
     facts4 = oracle_task_facts(SINE, {"kind": "quantize", "factor": 4}, 100)
     assert len(facts4) == 1 and "alias" not in facts4[0]
+
+
+def test_bandwidth_bound_keeps_the_band_below_the_kept_nyquist_only():
+    from pipeline.baselines import bandwidth_bound, bandwidth_task_facts
+
+    t = 256
+    n = np.arange(t)
+    low = np.sin(2 * np.pi * 20 * n / t)  # 20 cycles: below 256 / (2*4) = 32
+    high = 0.5 * np.sin(2 * np.pi * 50 * n / t)
+    est = bandwidth_bound((low + high)[None], factor=4)
+    np.testing.assert_allclose(est[0], low, atol=1e-5)
+    # the bound's error is exactly the removed band's energy
+    err = np.sum((est[0] - (low + high)) ** 2)
+    np.testing.assert_allclose(err, np.sum(high**2), rtol=1e-4)
+    facts = bandwidth_task_facts({"family": "harmonic"}, {"kind": "bandwidth", "factor": 4}, 16000)
+    assert "2000 Hz" in facts[0] and "cannot be predicted" in facts[1]
+    assert bandwidth_task_facts({"family": "sine"}, {"kind": "noise"}, 1000) == []
+
+
+def test_ideal_mask_bound_beats_every_real_gain_it_is_compared_with():
+    from pipeline.baselines import ideal_mask_bound
+
+    rng = np.random.default_rng(7)
+    t = 1024
+    n = np.arange(t)
+    clean = (np.sin(2 * np.pi * 0.03 * n) + 0.3 * np.sin(2 * np.pi * 0.11 * n))[None].repeat(4, 0)
+    degraded = clean + 0.5 * rng.standard_normal(clean.shape)
+    bound = snr_db(ideal_mask_bound(clean, degraded, 256), clean)
+    for g in (0.3, 0.6, 1.0):  # flat gains are real masks too
+        assert (bound > snr_db(g * degraded, clean)).all()
+    assert (bound - snr_db(degraded, clean)).mean() > 6.0
+    np.testing.assert_allclose(ideal_mask_bound(clean, clean, 256), clean, atol=1e-6)

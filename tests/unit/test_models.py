@@ -12,7 +12,9 @@ import pytest
 
 from pipeline.config import ModelCfg, TrainCfg
 from pipeline.models import (
+    MaskedISTFT,
     ReconLoss,
+    Spectrogram,
     SubPixel1D,
     build_model,
     make_loss,
@@ -172,3 +174,67 @@ def test_one_training_step_is_finite_with_stft_loss():
     loss = m.train_on_batch(x, 0.5 * x)
     assert np.isfinite(loss)
     assert any(not np.array_equal(a, b) for a, b in zip(before, m.get_weights(), strict=True))
+
+
+# ----------------------------------------------------------------------------- mlp and stft_mask
+def test_mlp_needs_its_frame_length():
+    with pytest.raises(ValueError, match="frame_length"):
+        build_model(tiny("mlp"))
+    m = build_model(tiny("mlp", filters=8, depth=2), frame_length=100)
+    assert tuple(m(frames(2, 100), training=False).shape) == (2, 100, 1)
+    with pytest.raises(ValueError):
+        m(frames(2, 99), training=False)
+
+
+def test_mlp_residual_starts_as_identity_and_is_level_independent():
+    m = build_model(tiny("mlp", filters=8, depth=2, residual=True), frame_length=100)
+    x = frames(3, 100)
+    np.testing.assert_allclose(np.asarray(m(x, training=False)), x, atol=1e-5)
+    keras.utils.set_random_seed(3)
+    m = build_model(tiny("mlp", filters=8, depth=2, residual=False), frame_length=100)
+    y = np.asarray(m(x, training=False))
+    np.testing.assert_allclose(np.asarray(m(5.0 * x, training=False)), 5.0 * y, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("t", [64, 1024])
+@pytest.mark.parametrize("n_fft", [64, 256])
+def test_unit_mask_reconstructs_every_sample_exactly(t, n_fft):
+    # The padding by n_fft - hop keeps the first and last samples under four windows too.
+    x = frames(2, t)
+    re, im, _ = Spectrogram(n_fft)(x)
+    y = np.asarray(MaskedISTFT(n_fft)([re, im, keras.ops.ones_like(re)]))
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("t", [1024, 1000, 37, 1])
+def test_stft_mask_any_length_starts_open_and_is_level_independent(t):
+    m = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=1024)
+    x = frames(2, t)
+    y = np.asarray(m(x, training=False))
+    assert y.shape == x.shape and np.isfinite(y).all()
+    # Untrained: mask = sigmoid(4) everywhere, so the output is the input scaled by it.
+    np.testing.assert_allclose(y, x / (1 + np.exp(-4.0)), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(m(3.0 * x, training=False)), 3.0 * y, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "stft_mask"])
+def test_new_archs_save_and_load_in_safe_mode(arch, tmp_path):
+    m = build_model(tiny(arch, filters=8, depth=2, n_fft=64, dropout=0.1), frame_length=128)
+    m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
+    m.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    x = frames(3, 128)
+    np.testing.assert_array_equal(np.asarray(m(x, training=False)), np.asarray(loaded(x, training=False)))
+
+
+def test_stft_mask_trains_towards_lower_loss():
+    keras.utils.set_random_seed(4)
+    cfg = tiny("stft_mask", n_fft=64, filters=16, depth=1, kernel_size=3)
+    m = build_model(cfg, frame_length=256)
+    m.compile(optimizer=keras.optimizers.Adam(3e-3), loss=make_loss(TrainCfg(loss="snr"), 256))
+    t = np.arange(256) / 256
+    clean = np.sin(2 * np.pi * 8 * t)[None, :, None].repeat(32, 0).astype(np.float32)
+    noisy = clean + frames(32, 256, seed=5)
+    hist = m.fit(noisy, clean, epochs=15, batch_size=16, verbose=0).history["loss"]
+    assert hist[-1] < hist[0] - 1.0
