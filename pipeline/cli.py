@@ -42,6 +42,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("pipeline.streaming", "ModelDirError"),
         ("pipeline.tracking", "TrackingError"),
         ("pipeline.tune", "TuneError"),
+        ("pipeline.compare", "CompareError"),
     ]:
         # A module not yet imported cannot have raised its error; importing it here would load
         # TensorFlow (via tune/train) just to print a one-line message.
@@ -164,6 +165,55 @@ def summary(params: ParamsOpt = Path("params.yaml")) -> None:
     p = _params(params)
     table = write_summary(p, Path("."))
     out.print(table.to_string(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
+def report(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stage report: reports/index.html with figures and audio of every evaluated experiment."""
+    from .report import build_report
+
+    p = _params(params)
+    res = build_report(p, Path("."), params_path=params)
+    out.print(f"{res['path']}: {len(res['experiments'])} experiments "
+              f"({', '.join(res['experiments'])}); reports/ holds {res['bytes'] / 1e6:.1f} MB",
+              highlight=False)
+
+
+@app.command()
+@friendly
+def compare(
+    experiment: ExpOpt,
+    params: ParamsOpt = Path("params.yaml"),
+    stage: Annotated[str, typer.Option(
+        help="runs to compare: train (with its evaluation's gains), evaluate, tune, tune-trial, all")
+    ] = "train",
+    limit: Annotated[int, typer.Option(min=1, help="newest runs to show")] = 10,
+    csv: Annotated[Path | None, typer.Option(help="also write the table as CSV")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="also write the table as Markdown")] = None,
+) -> None:
+    """Compare MLflow runs of an experiment: params that differ and key metrics, newest first."""
+    from .compare import compare_runs, write_table
+    from .tracking import resolve_uri
+
+    p = _params(params)
+    p.experiment(experiment)
+    uri = resolve_uri(p.tracking, Path("."))
+    table = compare_runs(uri, experiment, stage=stage, limit=limit)
+    # On screen like MLflow's compare view: one column per run, one row per field.
+    which = "" if stage == "all" else f" {stage}"
+    rich = Table(title=f"audiorecon/{experiment}: {len(table)}{which} run(s), newest first")
+    rich.add_column("run", style="bold", overflow="fold")
+    for run_id in table["run_id"]:
+        rich.add_column(str(run_id)[:8])
+    for col in table.columns.drop("run_id"):
+        rich.add_row(col, *("–" if v is None or v != v else f"{v:.4g}" if isinstance(v, float)
+                            else str(v) for v in table[col]))
+    out.print(rich)
+    for path, kind in ((csv, "csv"), (markdown, "markdown")):
+        if path is not None:
+            write_table(table, path, kind)
+            out.print(f"{path}: written")
 
 
 @app.command()

@@ -11,7 +11,11 @@ Outputs of ``reports/<exp>/`` (dvc.yaml declares them)::
     metrics.json      flat numbers for `dvc metrics show` (model_gain_db, best_classical, ...)
     methods.csv       one row per method: SNR/SI-SDR/LSD stats on test, val gain of baselines
     gain_by_snr.csv   mean SNR gain per input-SNR bucket (x: input_snr_db) for `dvc plots`
-    figures/          examples.png, gain_vs_snr.png (+ gain_by_frequency.png/.csv for sines)
+    figures/          examples.png, gain_vs_snr.png, spectrograms.png
+                      (+ gain_by_frequency.png/.csv for sines)
+    audio/            listening examples for the report: examples.json + 16-bit WAVs of clean,
+                      degraded, model and best classical (consecutive test frames joined to
+                      >= 1 s with short fades, upsampled to >= 8 kHz: browsers refuse lower rates)
 """
 
 from __future__ import annotations
@@ -48,10 +52,15 @@ LSD_MAX_FFT = 2048  # audio frames (>= 2048 samples) use 2048-point windows; sho
 SNR_CAP_DB = 100.0
 BUCKET_CENTRES = {"<0": -5.0, "0-10": 5.0, "10-20": 15.0, ">20": 25.0}
 SELECTION = "val_mean_snr_gain_db"  # how best_classical is chosen (documented in metrics.json)
+AUDIO_EXAMPLES = 3  # listening examples per experiment: low, middle and high input SNR
+AUDIO_SECONDS = 1.0  # each joins consecutive test frames up to this length: long enough to hear
+PLAYBACK_MIN_RATE = 8000  # Chromium refuses a 1 kHz WAV (MEDIA_ERR_SRC_NOT_SUPPORTED); 8 kHz plays
+FADE_S = 0.004  # raised-cosine fade at every frame edge: joined frames would click otherwise
+AUDIO_PEAK = 0.9  # one common gain per example brings its loudest version to this peak
 SUMMARY_COLUMNS = [
     "signal", "degradation", "n_test", "input_snr_median_db", "model_gain_db",
     "best_classical", "best_classical_gain_db", "model_minus_best_classical_db",
-    "oracle_gain_db", "fraction_of_oracle_gain", "model_snr_median_db",
+    "oracle_gain_db", "fraction_of_oracle_gain", "bound", "bound_gain_db", "model_snr_median_db",
 ]
 
 
@@ -201,7 +210,7 @@ def _figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndar
     axes[-1, 0].set_xlabel("time (ms)")
     axes[0, 0].legend(loc="upper right", fontsize=8, ncol=4)
     fig.tight_layout()
-    fig.savefig(folder / "examples.png", dpi=110)
+    fig.savefig(folder / "examples.png", dpi=90)  # the largest figure: keep reports/ small
     plt.close(fig)
 
     # gain_vs_snr.png: every frame as a dot, bucket means as lines
@@ -217,14 +226,119 @@ def _figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndar
     save(fig, ax, "gain_vs_snr.png", "input SNR of the degraded frame (dB)",
          "SNR gain over the degraded input (dB)", "SNR gain vs input SNR (test split)")
 
-    if by_f is not None:
+    if by_f is not None:  # grouped bars: one group per sine frequency
+        keys = [k for k in ("model", "best_classical", "oracle") if by_f[k].notna().any()]
+        width = 0.8 / len(keys)
+        x = np.arange(len(by_f))
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for key in ("model", "best_classical", "oracle"):
-            if by_f[key].notna().any():
-                label = f"best classical: {best}" if key == "best_classical" else key
-                ax.plot(by_f["f_hz"], by_f[key], marker="o", label=label)
+        for j, key in enumerate(keys):
+            label = f"best classical: {best}" if key == "best_classical" else key
+            ax.bar(x + (j - (len(keys) - 1) / 2) * width, by_f[key].fillna(0.0), width,
+                   label=label, color=colours.get(best if key == "best_classical" else key))
+        ax.set_xticks(x, [f"{v:g}" for v in by_f["f_hz"]])
         save(fig, ax, "gain_by_frequency.png", "sine frequency (Hz)", "mean SNR gain (dB)",
              "SNR gain by sine frequency (test split)")
+
+
+# ----------------------------------------------------------------------------- listening
+def _example_groups(input_snr: np.ndarray, k: int, n_examples: int) -> list[np.ndarray]:
+    """Indices of `n_examples` groups of `k` test frames with similar input SNR, low to high."""
+    order = np.argsort(input_snr, kind="stable")
+    k = min(k, len(order))
+    starts = {int(round(q * (len(order) - k))) for q in np.linspace(0.1, 0.9, n_examples)}
+    return [np.sort(order[s:s + k]) for s in sorted(starts)]
+
+
+def _join(frames: np.ndarray, fade: int) -> np.ndarray:
+    """Frames end to end, each faded in and out so the joins do not click."""
+    w = np.ones(frames.shape[1])
+    if fade > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)
+        w[:fade], w[-fade:] = ramp, ramp[::-1]
+    return (np.asarray(frames, dtype=np.float64) * w).reshape(-1)
+
+
+def _listening_examples(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndarray,
+                        input_snr: np.ndarray, ests: dict[str, np.ndarray], best: str
+                        ) -> dict[str, Any]:
+    """WAVs a person can play in the report, and examples.json describing them.
+
+    Rates below PLAYBACK_MIN_RATE are upsampled by an integer factor (same pitch, same
+    duration); all four versions of an example share one gain so their loudness compares.
+    """
+    from .audio import resample, write_audio_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sr, T = exp.sample_rate, exp.frame_length
+    rate = sr * math.ceil(PLAYBACK_MIN_RATE / sr) if sr < PLAYBACK_MIN_RATE else sr
+    per = max(1, math.ceil(AUDIO_SECONDS * sr / T))
+    fade = min(T // 4, max(1, round(FADE_S * sr)))
+    versions = {"clean": clean, "degraded": degraded, "model": ests["model"],
+                "best_classical": ests[best]}
+    examples = []
+    for i, idx in enumerate(_example_groups(input_snr, per, AUDIO_EXAMPLES), start=1):
+        native = {k: _join(v[idx], fade) for k, v in versions.items()}
+        played = {k: resample(x, sr, rate) for k, x in native.items()}
+        # peak after resampling: upsampled steps (sample-and-hold) overshoot their native peak
+        peak = max(float(np.max(np.abs(x))) for x in played.values())
+        gain = AUDIO_PEAK / peak if peak > 0 else 1.0
+        ref = native["clean"][None]
+        files = {}
+        for kind, x in played.items():
+            files[kind] = f"ex{i}-{kind}.wav"
+            write_audio_atomic(folder / files[kind], x * gain, rate, "PCM_16")
+        examples.append({
+            "id": f"ex{i}", "frames": [int(j) for j in idx], "seconds": len(ref[0]) / sr,
+            "input_snr_db": _r(float(np.mean(input_snr[idx])), 2),
+            "snr_db": {k: _r(float(snr_db(native[k][None], ref, cap=SNR_CAP_DB)[0]), 2)
+                       for k in ("degraded", "model", "best_classical")},
+            "gain": _r(gain), "files": files, "native": native,
+        })
+    record = {
+        "sample_rate": sr, "playback_rate": rate, "upsampled": rate != sr,
+        "frames_per_example": per, "fade_ms": round(1000 * fade / sr, 2), "peak": AUDIO_PEAK,
+        "best_classical": best,
+        "examples": [{k: v for k, v in e.items() if k != "native"} for e in examples],
+    }
+    (folder / "examples.json").write_text(_json(record))
+    return {**record, "examples": examples}
+
+
+def _spectrograms(path: Path, exp: Experiment, examples: dict[str, Any], best: str) -> None:
+    """Before/after spectrograms of the middle listening example, on one colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.signal import spectrogram
+
+    ex = examples["examples"][len(examples["examples"]) // 2]
+    sr = exp.sample_rate
+    n = len(ex["native"]["clean"])
+    nper = int(np.clip(2 ** round(math.log2(max(n / 32, 1))), 32, 512))
+    titles = {"clean": "clean", "degraded": "degraded (input)", "model": "model",
+              "best_classical": f"best classical: {best}"}
+    spec = {}
+    for kind in titles:
+        f, t, sxx = spectrogram(ex["native"][kind], fs=sr, nperseg=min(nper, n),
+                                noverlap=min(nper, n) * 3 // 4)
+        spec[kind] = 10 * np.log10(sxx + 1e-12)
+    vmax = max(float(s.max()) for s in spec.values())
+    fig, axes = plt.subplots(2, 2, figsize=(9, 5.5), sharex=True, sharey=True)
+    for ax, (kind, title) in zip(axes.flat, titles.items(), strict=True):
+        mesh = ax.pcolormesh(t, f, spec[kind], shading="auto", vmin=vmax - 80, vmax=vmax,
+                             cmap="magma")
+        snr = ex["snr_db"].get(kind)
+        ax.set_title(title if snr is None else f"{title}: SNR {snr} dB", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("frequency (Hz)")
+    fig.colorbar(mesh, ax=axes, label="power (dB)")
+    fig.suptitle(f"spectrograms of listening example {ex['id']} ({len(ex['frames'])} test frames "
+                 f"joined, input SNR {ex['input_snr_db']} dB)", fontsize=10)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- tracking
@@ -304,8 +418,9 @@ def _json(d: dict[str, Any]) -> str:
 
 
 def _publish(stage: Path, out: Path, names: list[str]) -> None:
-    """Rename staged files and the figures folder into `out` (same filesystem: atomic each)."""
+    """Rename staged files and the figures/audio folders into `out` (same filesystem: atomic each)."""
     replace_dir(stage / "figures", out / "figures")
+    replace_dir(stage / "audio", out / "audio")
     for n in names:  # metrics.json last: its presence means the rest is complete
         os.replace(stage / n, out / n)
 
@@ -368,6 +483,16 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         scored["oracle"] = _score(orc(test_d), test_c, input_snr, input_si, input_agg, n_fft)
         rows.append({"method": "oracle", "kind": "oracle", "best_classical": False,
                      **scored["oracle"]["row"]})
+    # Ceilings that need the clean signal: what no method of a kind can beat (see baselines).
+    bounds: dict[str, np.ndarray] = {}
+    if degradation["kind"] == "bandwidth":
+        bounds["clean_below_cutoff"] = bl.bandwidth_bound(test_c, int(degradation["factor"]))
+    elif degradation["kind"] == "noise" and exp.signal.family != "sine":
+        bounds["ideal_mask"] = bl.ideal_mask_bound(test_c, test_d)
+    for bname, est in bounds.items():
+        scored[bname] = _score(est, test_c, input_snr, input_si, input_agg, n_fft)
+        rows.append({"method": bname, "kind": "bound", "best_classical": False, **scored[bname]["row"]})
+    bound = next(iter(bounds), None)
     methods = pd.DataFrame(rows)
     lead = ["method", "kind", "best_classical", "val_gain_db"]
     methods = methods[lead + [c for c in methods.columns if c not in lead]]
@@ -399,10 +524,18 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         "oracle_gain_db": _r(o_gain),
         "fraction_of_oracle_gain": (_r(m["gain_mean_db"] / o_gain) if o_gain and o_gain > 1e-9
                                     else None),
+        "bound": bound,
+        "bound_gain_db": _r(scored[bound]["row"]["gain_mean_db"]) if bound else None,
+        "fraction_of_bound_gain": (_r(m["gain_mean_db"] / scored[bound]["row"]["gain_mean_db"])
+                                   if bound and scored[bound]["row"]["gain_mean_db"] > 1e-9 else None),
         "lsd_n_fft": n_fft, "lsd_units": "log10 power",
         "snr_cap_db": SNR_CAP_DB,
         "baseline_fit_frames": len(train_c), "baseline_select_frames": len(val_c),
-        "task_facts": bl.oracle_task_facts(signal, degradation, exp.frame_length),
+        "task_facts": [*bl.oracle_task_facts(signal, degradation, exp.frame_length),
+                       *bl.bandwidth_task_facts(signal, degradation, exp.sample_rate),
+                       *(["ideal_mask: the phase-sensitive ideal real STFT mask, computed from the "
+                          "clean signal; no real-valued mask (Wiener filters, the stft_mask net) "
+                          "can beat it, since all keep the noisy phase"] if bound == "ideal_mask" else [])],
         "data_digest": inputs["digest"],
         "model_data_digest": meta.get("data_digest"),
         "train_run_id": meta.get("mlflow_run_id"),
@@ -423,6 +556,8 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         per_frame = {k: v["gain"] for k, v in scored.items()}
         _figures(stage / "figures", exp, test_c, test_d, input_snr, ests, per_frame, buckets,
                  by_f, best)
+        examples = _listening_examples(stage / "audio", exp, test_c, test_d, input_snr, ests, best)
+        _spectrograms(stage / "figures" / "spectrograms.png", exp, examples, best)
         methods.to_csv(stage / "methods.csv", index=False, float_format="%.6g")
         buckets.to_csv(stage / "gain_by_snr.csv", index=False, float_format="%.6g")
         if by_f is not None:

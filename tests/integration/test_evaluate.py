@@ -87,7 +87,7 @@ def _metrics(repo: Path, name: str) -> dict:
 def test_outputs_exist_and_are_sane(repo, name):
     out = repo / "reports" / name
     for f in ("metrics.json", "methods.csv", "gain_by_snr.csv", "figures/examples.png",
-              "figures/gain_vs_snr.png"):
+              "figures/gain_vs_snr.png", "figures/spectrograms.png", "audio/examples.json"):
         assert (out / f).is_file(), f
     sine = name.startswith("seed-")
     assert (out / "figures" / "gain_by_frequency.png").is_file() == sine
@@ -143,7 +143,12 @@ def test_oracle_fraction_and_task_facts(repo):
     assert any("quantize" in f for f in quant["task_facts"])
     audio = _metrics(repo, "audio-bandwidth")
     assert audio["oracle_gain_db"] is None and audio["fraction_of_oracle_gain"] is None
-    assert audio["task_facts"] == []
+    # no oracle, but the clean band below the cutoff bounds every estimator (random phases above)
+    assert audio["bound"] == "clean_below_cutoff" and audio["bound_gain_db"] > 0
+    assert audio["fraction_of_bound_gain"] == pytest.approx(
+        audio["model_gain_db"] / audio["bound_gain_db"], rel=1e-3, abs=1e-4)
+    assert any("cannot be predicted" in f for f in audio["task_facts"])
+    assert noise["bound"] is None and noise["bound_gain_db"] is None
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -159,6 +164,32 @@ def test_gain_by_snr_table(repo, name):
     # n-weighted bucket means give back the overall mean gain
     overall = float((t["model"] * t["n"]).sum() / t["n"].sum())
     assert overall == pytest.approx(_metrics(repo, name)["model_gain_db"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_listening_examples(repo, name):
+    """Audible in a browser: >= 8 kHz, >= 1 s, 16-bit, the four versions aligned, in [-1, 1]."""
+    import soundfile as sf
+
+    folder = repo / "reports" / name / "audio"
+    rec = json.loads((folder / "examples.json").read_text())
+    m = _metrics(repo, name)
+    assert rec["best_classical"] == m["best_classical"]
+    assert rec["sample_rate"] == (1000 if name.startswith("seed-") else 16000)
+    assert rec["playback_rate"] == (8000 if name.startswith("seed-") else 16000)
+    assert len(rec["examples"]) == 3
+    assert sorted(p.name for p in folder.glob("*.wav")) == sorted(
+        f for ex in rec["examples"] for f in ex["files"].values())
+    snrs = [ex["input_snr_db"] for ex in rec["examples"]]
+    assert snrs == sorted(snrs)  # low, middle, high input SNR
+    for ex in rec["examples"]:
+        assert ex["seconds"] >= 1.0 and len(set(ex["frames"])) == len(ex["frames"])
+        data = {k: sf.read(folder / f) for k, f in ex["files"].items()}
+        assert {rate for _, rate in data.values()} == {rec["playback_rate"]}
+        assert len({len(x) for x, _ in data.values()}) == 1
+        peak = max(float(np.max(np.abs(x))) for x, _ in data.values())
+        assert 0.8 < peak <= 0.92  # one common gain brings the loudest version near 0.9
+        assert sf.info(folder / ex["files"]["clean"]).subtype == "PCM_16"
 
 
 def test_gain_by_frequency_table(repo):
@@ -188,7 +219,7 @@ def test_mlflow_run_nested_under_train_run(repo):
     assert client.get_experiment(run.info.experiment_id).name == "audiorecon/seed-noise"
     top = {a.path for a in client.list_artifacts(run.info.run_id, "evaluate")}
     assert {"evaluate/metrics.json", "evaluate/methods.csv", "evaluate/gain_by_snr.csv",
-            "evaluate/figures"} <= top
+            "evaluate/figures", "evaluate/audio"} <= top
     figs = {a.path for a in client.list_artifacts(run.info.run_id, "evaluate/figures")}
     assert "evaluate/figures/examples.png" in figs
 

@@ -1,4 +1,8 @@
-"""The whole DVC pipeline on quick params: every stage for real, then a no-op second repro."""
+"""The whole DVC pipeline on quick params: every stage for real, then a no-op second repro.
+
+The report it ends with is opened in headless Chromium (images, audio, console), and
+`audiorecon compare` reads the runs it logged.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import subprocess
 import sys
 
 import mlflow
+import pandas as pd
 import yaml
+from browser import check_page
 
 
 def _dvc(repo, *args, check=True):
@@ -18,7 +24,7 @@ def _dvc(repo, *args, check=True):
     return res.stdout
 
 
-def test_dvc_repro_end_to_end(make_repo):
+def test_dvc_repro_end_to_end(make_repo, tmp_path):
     repo = make_repo(with_dvc=True)
     _dvc(repo, "repro")
     names = list(yaml.safe_load((repo / "params.yaml").read_text())["experiments"])
@@ -30,6 +36,14 @@ def test_dvc_repro_end_to_end(make_repo):
         metrics = json.loads((repo / f"reports/{name}/metrics.json").read_text())
         assert "model_gain_db" in metrics
     assert (repo / "reports/summary.md").is_file()
+    bounds = {n: json.loads((repo / f"reports/{n}/metrics.json").read_text())["bound"] for n in names}
+    assert bounds == {"seed-noise": None, "seed-quantize": None, "audio-noise": "ideal_mask",
+                      "audio-bandwidth": "clean_below_cutoff"}
+    page = check_page(repo / "reports/index.html", tmp_path / "report.png")
+    assert len(page.audio) == 4 * len(names) * 3  # 4 versions x 3 examples per experiment
+    size = sum(p.stat().st_size for p in (repo / "reports").rglob("*") if p.is_file())
+    print(f"reports/ of the quick pipeline: {size / 1e6:.2f} MB; screenshot {tmp_path / 'report.png'}")
+    assert size < 5e6
     again = _dvc(repo, "repro")
     assert "Running stage" not in again
     shown = _dvc(repo, "metrics", "show")
@@ -41,3 +55,8 @@ def test_dvc_repro_end_to_end(make_repo):
         assert exp is not None
         runs = mlflow.search_runs([exp.experiment_id], filter_string="tags.stage = 'train'")
         assert len(runs) == 1
+    res = subprocess.run([sys.executable, "-m", "pipeline", "compare", "-e", names[0], "--csv",
+                          str(tmp_path / "cmp.csv")], cwd=repo, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(tmp_path / "cmp.csv")
+    assert len(table) == 1 and table["model_gain_db"].notna().all()  # train run + its evaluation
