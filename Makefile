@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-dev repro test test-slow lint bench check clean-venv
+.PHONY: install install-dev repro test test-slow lint bench bench-full check services-up services-down clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,10 +38,17 @@ test-slow: install-dev    ## slow tests: long files, killed workers, parallel st
 lint: install-dev
 	ruff check pipeline tests benchmarks
 
-bench: install            ## benchmarks: ratios measured in one run (enhance needs models/audio-noise)
-	python benchmarks/generate.py
-	python benchmarks/train_feed.py
-	python benchmarks/enhance.py
+bench: install            ## benchmarks -> reports/benchmarks.{json,md} + MLflow run (~10 min; BENCH_ARGS=...)
+	python -m benchmarks $(BENCH_ARGS)
+
+bench-full: install       ## bench + default dvc repro from scratch + make test (~45 min)
+	python -m benchmarks --full $(BENCH_ARGS)
+
+services-up: install      ## local PostgreSQL + MLflow server on 127.0.0.1 (prints export lines)
+	bash scripts/services.sh up
+
+services-down:            ## stop exactly what services-up started
+	bash scripts/services.sh down
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,15 +1,17 @@
 """Training feed: samples/s of model.fit fed by the pipeline's tf.data input vs in-memory tensors.
 
-For each default experiment's model (params.yaml), alternating the two feeds over --repeats
-rounds on the same frames, median samples/s of each and their ratio, measured in one run.
+For each default experiment's model (params.yaml plus reports/E/best_params.yaml, as train builds
+it), both feeds train on the same frames in two alternating rounds of fit calls; each epoch is
+timed by a callback and the first epoch of every fit call (tracing, iterator set-up) is dropped,
+so the figure is steady-state throughput. The ratio of their median samples/s says whether the
+input pipeline ever starves the model (1.0 = free, < 1 = the feed costs time).
 
-    python benchmarks/train_feed.py [--frames 2048] [--repeats 3]
+    python -m benchmarks.train_feed [--steps 8] [--repeats 3] [--experiments seed-noise]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -18,51 +20,92 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import ROOT, Figure, figure, log, print_figures  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.data import make_dataset  # noqa: E402
-from pipeline.models import build_model, compile_model  # noqa: E402
+
+SECTION = "training feed"
+TARGET_RATIO = 0.9
+
+
+def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
+        params_path: str = "params.yaml") -> tuple[list[Figure], dict]:
+    import keras
+    import tensorflow as tf
+
+    from pipeline.data import make_dataset
+    from pipeline.models import build_model, compile_model
+    from pipeline.train import effective_config
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Wall time of each epoch inside one fit call."""
+
+        def __init__(self):
+            super().__init__()
+            self.times: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._t0)
+
+    params = load_params(params_path)
+    per_round = max(1, repeats)  # timed epochs per fit call; 2 rounds -> 2 x repeats per feed
+    figs: list[Figure] = []
+    rows = []
+    for name in experiments or list(params.experiments):
+        exp = params.experiment(name)
+        model_cfg, train_cfg, _ = effective_config(params, name, ROOT)  # what train would fit
+        T, bs = exp.frame_length, train_cfg.batch_size
+        frames = steps * bs  # same number of steps per epoch for every model
+        rng = np.random.default_rng(0)
+        clean = rng.standard_normal((frames, T)).astype(np.float32) * 0.3
+        noisy = clean + 0.1 * rng.standard_normal((frames, T)).astype(np.float32)
+        model = build_model(model_cfg, T)
+        compile_model(model, train_cfg, T)
+        ds = make_dataset(clean, noisy, bs, shuffle=True, seed=0)
+        x, y = tf.constant(noisy[..., None]), tf.constant(clean[..., None])
+        feeds = {
+            "tfdata": lambda cb, n, m=model, d=ds: m.fit(d, epochs=n, verbose=0, callbacks=[cb]),
+            "memory": lambda cb, n, m=model, a=x, b=y, s=bs: m.fit(
+                a, b, batch_size=s, epochs=n, verbose=0, shuffle=True, callbacks=[cb]),
+        }
+        times: dict[str, list[float]] = {k: [] for k in feeds}
+        for _ in range(2):  # two alternating rounds, so load drift hits both feeds alike
+            for k, feed in feeds.items():
+                timer = EpochTimer()
+                feed(timer, 1 + per_round)
+                times[k] += timer.times[1:]  # epoch 0 of each fit: tracing and iterator set-up
+        med = {k: statistics.median(v) for k, v in times.items()}
+        row = {"experiment": name, "frame_length": T, "batch_size": bs,
+               "params": int(model.count_params()),
+               "tfdata_samples_per_s": frames / med["tfdata"],
+               "in_memory_samples_per_s": frames / med["memory"],
+               "ms_per_step": 1000 * med["tfdata"] / steps,
+               "epoch_s": {k: [round(t, 3) for t in v] for k, v in times.items()}}  # spread = noise
+        row["ratio"] = row["tfdata_samples_per_s"] / row["in_memory_samples_per_s"]
+        rows.append(row)
+        figs += [
+            figure(SECTION, f"{name}: tf.data / in-memory samples/s", row["ratio"], "ratio",
+                   TARGET_RATIO, key=f"feed_ratio_{name}"),
+            figure(SECTION, f"{name}: tf.data samples/s", row["tfdata_samples_per_s"], "samples/s",
+                   key=f"feed_samples_per_s_{name}"),
+            figure(SECTION, f"{name}: ms per step (batch {bs})", row["ms_per_step"], "ms",
+                   key=f"feed_ms_per_step_{name}"),
+        ]
+        log(f"train feed {name}: ratio {row['ratio']:.2f}, {row['tfdata_samples_per_s']:.0f} samples/s")
+        del model
+    return figs, {"steps_per_epoch": steps, "epochs_timed_per_feed": 2 * per_round, "rows": rows}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=8, help="steps per epoch (frames = steps x batch)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--experiments", nargs="*")
-    ap.add_argument("--json", help="append the result as JSON to this file")
     a = ap.parse_args()
-    params = load_params()
-    rows = []
-    for name in a.experiments or list(params.experiments):
-        exp = params.experiment(name)
-        T, bs = exp.frame_length, exp.train.batch_size
-        rng = np.random.default_rng(0)
-        clean = rng.standard_normal((a.frames, T)).astype(np.float32) * 0.3
-        noisy = clean + 0.1 * rng.standard_normal((a.frames, T)).astype(np.float32)
-        model = build_model(exp.model, T)
-        compile_model(model, exp.train, T)
-        ds = make_dataset(clean, noisy, bs, shuffle=True, seed=0)
-        x, y = noisy[..., None], clean[..., None]
-        model.fit(ds.take(2), epochs=1, verbose=0)  # trace both paths once
-        model.fit(x[: 2 * bs], y[: 2 * bs], batch_size=bs, epochs=1, verbose=0)
-        t_ds, t_mem = [], []
-        for _ in range(a.repeats):
-            t0 = time.perf_counter()
-            model.fit(ds, epochs=1, verbose=0)
-            t_ds.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            model.fit(x, y, batch_size=bs, epochs=1, verbose=0, shuffle=True)
-            t_mem.append(time.perf_counter() - t0)
-        sps_ds = a.frames / statistics.median(t_ds)
-        sps_mem = a.frames / statistics.median(t_mem)
-        rows.append({"experiment": name, "tfdata_samples_per_s": sps_ds,
-                     "in_memory_samples_per_s": sps_mem, "ratio": sps_ds / sps_mem,
-                     "ms_per_step": 1000 * statistics.median(t_ds) / np.ceil(a.frames / bs)})
-        r = rows[-1]
-        print(f"{name:<18} tf.data {sps_ds:8.0f}/s  in-memory {sps_mem:8.0f}/s  "
-              f"ratio {r['ratio']:.2f}  {r['ms_per_step']:.1f} ms/step", flush=True)
-    if a.json:
-        with open(a.json, "a") as f:
-            f.write(json.dumps({"benchmark": "train_feed", "rows": rows}) + "\n")
+    figs, _ = run(a.steps, a.repeats, a.experiments)
+    print_figures(figs)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -90,14 +89,6 @@ def public_uri(uri: str | None) -> str | None:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else "***@"
     return urlunsplit(parts._replace(netloc=user + host))
-
-
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
-
-
-def mask_passwords(text: str) -> str:
-    """Every `scheme://user:password@` in free text (params.yaml) with the password masked."""
-    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def run_url(uri: str | None, run_id: str | None) -> str | None:
@@ -461,6 +452,8 @@ def build_report(params: Params, root: str | os.PathLike[str] = ".",
 
     uri = resolve_uri(params.tracking, root)
     ppath = Path(params_path) if params_path else root / "params.yaml"
+    from .tracking import mask_passwords
+
     params_text = mask_passwords(ppath.read_text() if ppath.is_file() else yaml.safe_dump(
         params.model_dump(mode="json"), sort_keys=False))
     reports = root / "reports"

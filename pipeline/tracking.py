@@ -3,7 +3,9 @@
 Every stage calls :func:`setup` before any expensive work. A required backend that is down stops
 the stage with one :class:`TrackingError`; an optional one only warns, and the stage then runs
 with tracking disabled (every :class:`RunHandle` method becomes a no-op, ``run_id`` is None) but
-still writes its DVC outputs.
+still writes its DVC outputs. A backend lost in the middle of a run (a server stopped while a
+model trains) is treated the same way: TrackingError when required, else one warning and no
+more logging in this process.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,9 @@ log = logging.getLogger("audiorecon.tracking")
 EXPERIMENT_PREFIX = "audiorecon/"
 DB_FILE = "mlflow.db"
 CHECK_TIMEOUT_S = 5
+# When tracking is optional, a server that dies mid-run must not stall the stage for MLflow's
+# default retries (minutes per call): these apply unless the user set the variables.
+OPTIONAL_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 _DVC_TEMP = (".dvc", "tmp", "exps")
 
 
@@ -91,6 +97,14 @@ def _short_http_timeouts() -> Iterator[None]:
                 os.environ[k] = v
 
 
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
+
+
+def mask_passwords(text: str) -> str:
+    """Every `scheme://user:password@` in free text (URIs, messages, params) with `***` for it."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
 def check_backend(uri: str, required: bool) -> bool:
     """Probe the backend once; True if usable, False (with a warning) if down and optional.
 
@@ -102,7 +116,7 @@ def check_backend(uri: str, required: bool) -> bool:
         return True
     except Exception as err:  # any failure mode (refused, DNS, auth, bad db) means "unusable"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        msg = f"MLflow tracking backend {uri} unreachable: {first[:300]}"
+        msg = mask_passwords(f"MLflow tracking backend {uri} unreachable: {first[:300]}")
         if required:
             raise TrackingError(f"{msg}; start it or set tracking.required: false") from err
         log.warning("%s; tracking disabled for this run (tracking.required is false)", msg)
@@ -113,6 +127,7 @@ def check_backend(uri: str, required: bool) -> bool:
 @dataclass
 class _State:
     enabled: bool = False
+    required: bool = True
     uri: str | None = None
     artifacts: Path | None = None  # per-experiment artifact roots go below; local backends only
 
@@ -127,7 +142,11 @@ def setup(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> bool:
     enabled = check_backend(uri, required)
     artifacts_dir = cfg.artifacts if cfg is not None else "mlartifacts"
     _STATE.enabled = enabled
+    _STATE.required = required
     _STATE.uri = uri
+    if enabled and not required:
+        for key, value in OPTIONAL_HTTP.items():
+            os.environ.setdefault(key, value)
     _STATE.artifacts = (
         (repo_root(root) / artifacts_dir).resolve() if is_local_backend(uri) else None
     )
@@ -150,6 +169,19 @@ def disable() -> None:
 
 def tracking_enabled() -> bool:
     return _STATE.enabled
+
+
+def _lost(what: str, err: BaseException) -> None:
+    """The backend failed mid-stage: TrackingError if required, else warn and stop logging."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    msg = f"MLflow tracking backend {_STATE.uri} failed while {what}: {first[:300]}"
+    if _STATE.required:
+        raise TrackingError(f"{msg}; no stage output was replaced. Restart the server and "
+                            "re-run, or set tracking.required: false") from err
+    if _STATE.enabled:
+        log.warning("%s; tracking disabled for the rest of this stage (tracking.required is "
+                    "false)", msg)
+    _STATE.enabled = False
 
 
 def experiment_name(experiment: str) -> str:
@@ -245,7 +277,10 @@ def standard_tags(
 
 # ----------------------------------------------------------------------------- runs
 class RunHandle:
-    """Logging calls for one run; every method is a no-op when tracking is disabled."""
+    """Logging calls for one run; every method is a no-op when tracking is disabled.
+
+    A call that fails because the backend went away goes through :func:`_lost`.
+    """
 
     def __init__(self, run: mlflow.ActiveRun | None):
         self._run = run
@@ -256,27 +291,31 @@ class RunHandle:
 
     @property
     def active(self) -> bool:
-        return self._run is not None
+        return self._run is not None and _STATE.enabled
+
+    def _call(self, what: str, fn, *args, **kwargs) -> None:
+        if not self.active:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:
+            _lost(what, err)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        if self._run is not None:
-            mlflow.log_params(flatten_params(params))
+        self._call("logging params", mlflow.log_params, flatten_params(params))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if self._run is not None:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        self._call("logging metrics", mlflow.log_metrics,
+                   {k: float(v) for k, v in metrics.items()}, step=step)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        if self._run is not None:
-            mlflow.set_tags(dict(tags))
+        self._call("setting tags", mlflow.set_tags, dict(tags))
 
     def log_dict(self, data: Any, artifact_file: str) -> None:
-        if self._run is not None:
-            mlflow.log_dict(data, artifact_file)
+        self._call(f"logging {artifact_file}", mlflow.log_dict, data, artifact_file)
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        if self._run is not None:
-            mlflow.log_artifact(str(path), artifact_path)
+        self._call(f"logging {Path(path).name}", mlflow.log_artifact, str(path), artifact_path)
 
     def log_dataset(
         self,
@@ -292,7 +331,7 @@ class RunHandle:
         MLflow's dataset digest column holds 36 characters, so the sha256 is cut to 32 hex
         digits there; the full digest travels in the `data_digest` tag.
         """
-        if self._run is None:
+        if not self.active:
             return
         with warnings.catch_warnings():
             # A local path matches both the "" and "file" source classes; either is right.
@@ -304,7 +343,7 @@ class RunHandle:
                 name=name,
                 digest=digest[:32],
             )
-        mlflow.log_input(ds, context=context)
+        self._call("logging the dataset", mlflow.log_input, ds, context=context)
 
     def log_keras_model(self, model: Any, example: np.ndarray, name: str = "model") -> None:
         """Log `model` with a signature; the input example goes in as a plain run artifact.
@@ -313,7 +352,7 @@ class RunHandle:
         example into a folder it has not created yet), hence the separate artifact. The time
         axis is left free (-1) because the nets accept frames of any length.
         """
-        if self._run is None:
+        if not self.active:
             return
         import numpy as np
         from mlflow.models import ModelSignature
@@ -322,13 +361,9 @@ class RunHandle:
         example = np.asarray(example, dtype=np.float32)
         spec = TensorSpec(np.dtype(np.float32), (-1, -1, 1))
         signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
-        mlflow.keras.log_model(
-            model,
-            name=name,
-            signature=signature,
-            pip_requirements=_pip_requirements(),
-        )
-        mlflow.log_dict({"inputs": example.tolist()}, "input_example.json")
+        self._call("logging the model", mlflow.keras.log_model, model, name=name,
+                   signature=signature, pip_requirements=_pip_requirements())
+        self.log_dict({"inputs": example.tolist()}, "input_example.json")
 
 
 def _pip_requirements() -> list[str]:
@@ -356,17 +391,38 @@ def start_run(
 ) -> Iterator[RunHandle]:
     """A run in ``audiorecon/<experiment>``; yields a no-op handle when tracking is disabled.
 
-    An exception inside the block marks the run FAILED (mlflow's context manager does that).
+    An exception inside the block marks the run FAILED (KILLED for Ctrl-C) and propagates.
     """
     if not _STATE.enabled:
         yield RunHandle(None)
         return
-    exp_id = get_or_create_experiment(experiment)
-    with mlflow.start_run(
-        experiment_id=exp_id,
-        run_name=run_name,
-        tags=dict(tags or {}),
-        nested=nested,
-        parent_run_id=parent_run_id,
-    ) as run:
-        yield RunHandle(run)
+    try:
+        exp_id = get_or_create_experiment(experiment)
+        active = mlflow.start_run(
+            experiment_id=exp_id,
+            run_name=run_name,
+            tags=dict(tags or {}),
+            nested=nested,
+            parent_run_id=parent_run_id,
+        )
+    except Exception as err:
+        _lost(f"starting run {run_name!r}", err)
+        yield RunHandle(None)
+        return
+    try:
+        yield RunHandle(active)
+    except BaseException as exc:
+        try:  # the stage's own error is the one to report; a dead backend must not delay it
+            with _short_http_timeouts():
+                mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        except Exception as err:
+            log.warning("could not mark run %s failed: %s", active.info.run_id, err)
+        raise
+    if not _STATE.enabled:  # lost mid-run (optional tracking): drop the run, keep the stage
+        with suppress(Exception), _short_http_timeouts():
+            mlflow.end_run("FAILED")
+        return
+    try:
+        mlflow.end_run("FINISHED")
+    except Exception as err:
+        _lost(f"ending run {run_name!r}", err)

@@ -13,6 +13,7 @@ incomparable starts a fresh study instead of mixing them.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -20,8 +21,12 @@ import math
 import multiprocessing
 import os
 import socket
+import tempfile
 import time
+import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +49,8 @@ log = logging.getLogger("audiorecon.tune")
 STAGE = "tune"
 STUDY_DIR = "optuna"
 OBJECTIVE_VERSION = 1  # bump when the objective's code changes meaning: starts fresh studies
-HEARTBEAT_S = 10
-GRACE_S = 30
+HEARTBEAT_S = 10  # AUDIORECON_TUNE_HEARTBEAT_S overrides (tests use 1)
+GRACE_S = 30  # AUDIORECON_TUNE_GRACE_S overrides: a silent trial is FAIL after this
 PRUNER_STARTUP = 2
 _COUNTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 TPE_STARTUP = 5
@@ -62,18 +67,7 @@ class DivergedError(RuntimeError):
 # ----------------------------------------------------------------------------- storage
 def mask_url(url: str) -> str:
     """The storage URL with any password replaced by ***, safe for logs and output files."""
-    if "://" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL: mask the userinfo by hand
-        scheme, rest = url.split("://", 1)
-        userinfo, at, host = rest.rpartition("@")
-        if at and ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        return f"{scheme}://{userinfo}{at}{host}"
+    return tracking.mask_passwords(url)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -126,11 +120,32 @@ def _stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                 trial.number, study.study_name)
 
 
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds for RDB storages, from the environment if set."""
+    def read(key: str, default: int) -> int:
+        raw = os.environ.get(key)
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            raise TuneError(f"{key}={raw!r}: expected a whole number of seconds") from None
+        if value < 1:
+            raise TuneError(f"{key}={raw!r}: must be at least 1")
+        return value
+
+    interval = read("AUDIORECON_TUNE_HEARTBEAT_S", HEARTBEAT_S)
+    grace = read("AUDIORECON_TUNE_GRACE_S", GRACE_S)
+    if grace <= interval:
+        raise TuneError(f"the heartbeat grace period ({grace} s) must exceed its interval "
+                        f"({interval} s)")
+    return interval, grace
+
+
 def open_storage(spec: str) -> BaseStorage:
     """Open a journal file or any SQLAlchemy URL; TuneError (password masked) if unusable.
 
     RDB storages get a heartbeat, so a trial whose worker was killed becomes FAIL once its
-    grace period is over, whichever host it ran on.
+    grace period is over, whichever host it ran on. Several hosts starting on a fresh
+    database race to create Optuna's tables; a failed first attempt is retried.
     """
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
@@ -148,16 +163,31 @@ def open_storage(spec: str) -> BaseStorage:
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:  # a server: fail in seconds, not after the OS's TCP timeout
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+        if spec.startswith(("postgresql", "mysql")):
+            kwargs["engine_kwargs"]["connect_args"] = {"connect_timeout": 10}
+    interval, grace = heartbeat_settings()
+    attempts = 1 if spec.startswith("sqlite") else 3
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                spec,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=_stale_trial,
-                **kwargs,
-            )
+        for attempt in range(attempts):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(
+                        spec,
+                        heartbeat_interval=interval,
+                        grace_period=grace,
+                        heartbeat_stale_trial_callback=_stale_trial,
+                        **kwargs,
+                    )
+            except Exception as err:
+                # Unreachable servers and bad URLs fail the same way every time: no retry.
+                racing = any(w in str(err) for w in ("already exists", "duplicate key"))
+                if attempt == attempts - 1 or not racing:
+                    raise
+                time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise TuneError(
@@ -389,8 +419,9 @@ class _Job:
     root: str
     storage: str
     study: str
-    n_trials: int
-    target: int  # non-WAITING trials in the study at which every worker stops
+    n_trials: int  # the invocation's budget, shared by all its workers
+    invocation: str  # tag on the trials this invocation claimed
+    lock: str  # file whose lock serialises claims among this invocation's workers
     timeout: float | None
     seed: int
     parallel: bool
@@ -487,8 +518,90 @@ def _limit_threads(n: int | None) -> None:
         pass
 
 
-def run_worker(job: _Job) -> None:
-    """Optimize `job.study` for up to `job.n_trials` trials (in this process)."""
+class _Budget:
+    """The invocation's trial budget, shared by its local workers through a file lock.
+
+    A worker claims a trial (``study.ask`` + an ``invocation`` tag) only while fewer than
+    `n_trials` trials carry the tag, under an exclusive lock, so the workers of one invocation
+    together run exactly `n_trials` trials: none twice, and a killed worker's share is taken
+    over by the others (its own trial still counts, as FAIL). Workers of one invocation always
+    share a host; invocations on other hosts have budgets of their own.
+    """
+
+    def __init__(self, job: _Job):
+        self.job = job
+        self.path = Path(job.lock)
+
+    def _mine(self, study: optuna.Study) -> int:
+        return sum(
+            t.user_attrs.get("invocation") == self.job.invocation
+            for t in study.get_trials(deepcopy=False, states=_COUNTED)
+        )
+
+    def claim(self, study: optuna.Study) -> optuna.Trial | None:
+        import fcntl
+
+        with self.path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if self._mine(study) >= self.job.n_trials:
+                    return None
+                with warnings.catch_warnings():  # ask() outside optimize(): we beat ourselves
+                    warnings.filterwarnings("ignore", message=".*Heartbeat.*")
+                    trial = study.ask()
+                trial.set_user_attr("invocation", self.job.invocation)
+                return trial
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while it runs (RDB storages only).
+
+    A worker that is SIGKILLed stops beating; after the grace period the next worker to start
+    a trial (any host) marks it FAIL via ``fail_stale_trials``.
+    """
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if not interval:  # journal files have no heartbeat: the pid check covers their host
+        yield
+        return
+    import threading
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as err:  # a blip must not kill the trial; the next beat retries
+                log.warning("heartbeat of trial id %d failed: %s", trial_id, err)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # other hosts' dead workers (heartbeat)
+    fail_orphaned_trials(study)  # this host's dead workers (pid), without waiting for grace
+
+
+def run_worker(job: _Job) -> int:
+    """Claim and run trials of `job.study` until the invocation's budget is spent; returns
+    how many this process ran.
+
+    An ask-and-tell loop rather than ``study.optimize`` so claiming a trial and counting the
+    budget happen under one lock (see :class:`_Budget`).
+    """
     if job.tracking and not tracking.tracking_enabled():
         tracking.setup(job.params.tracking, job.root)  # a spawned worker's own session
     _limit_threads(job.threads)
@@ -502,22 +615,42 @@ def run_worker(job: _Job) -> None:
         np.asarray(a, dtype=np.float32)
         for a in load_split(data_dir, "val", limit=cfg.max_val_frames)
     )
+    storage = open_storage(job.storage)
     study = optuna.load_study(
         study_name=job.study,
-        storage=open_storage(job.storage),
+        storage=storage,
         sampler=make_sampler(cfg, job.seed, job.parallel),
         pruner=make_pruner(cfg),
     )
-    study.optimize(
-        _objective(job, train_arrays, val_arrays),
-        n_trials=job.n_trials,
-        timeout=job.timeout,
-        catch=(DivergedError, ValueError),
-        # Stops this worker once the study holds `target` trials, whoever ran them. WAITING
-        # (enqueued) trials are not counted: running one does not add a trial.
-        callbacks=[optuna.study.MaxTrialsCallback(job.target, states=_COUNTED)],
-        gc_after_trial=True,
-    )
+    study_id = storage.get_study_id_from_name(job.study)
+    objective = _objective(job, train_arrays, val_arrays)
+    budget = _Budget(job)
+    t0, ran = time.monotonic(), 0
+    while job.timeout is None or time.monotonic() - t0 < job.timeout:
+        _fail_stale(study)
+        trial = budget.claim(study)
+        if trial is None:
+            break
+        ran += 1
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            with _heartbeat(storage, trial_id):
+                value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            log.info("trial %d pruned", trial.number)
+        except (DivergedError, ValueError) as err:  # this trial's problem: the study goes on
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, err)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        else:
+            study.tell(trial, value)
+            log.info("trial %d finished: val_loss %.5g", trial.number, value)
+        finally:
+            gc.collect()
+    return ran
 
 
 def _worker_main(job: _Job) -> None:  # pragma: no cover - runs in spawned processes
@@ -526,8 +659,8 @@ def _worker_main(job: _Job) -> None:  # pragma: no cover - runs in spawned proce
     run_worker(job)
 
 
-def _run_parallel(jobs: list[_Job]) -> None:
-    """One spawned process per job; a failed worker is a TuneError once all have stopped."""
+def _run_parallel(jobs: list[_Job]) -> list[str]:
+    """One spawned process per job; returns a line per worker that did not exit cleanly."""
     ctx = multiprocessing.get_context("spawn")  # fork + TensorFlow threads deadlocks
     procs = [ctx.Process(target=_worker_main, args=(job,), name=f"tune-{i}")
              for i, job in enumerate(jobs)]
@@ -541,12 +674,7 @@ def _run_parallel(jobs: list[_Job]) -> None:
             if p.is_alive():
                 p.terminate()
                 p.join()
-    bad = [f"{p.name} exit code {p.exitcode}" for p in procs if p.exitcode != 0]
-    if bad:
-        raise TuneError(
-            f"tuning worker(s) failed ({', '.join(bad)}); finished trials are kept in the "
-            "study, re-run to continue"
-        )
+    return [f"{p.name} (pid {p.pid}) exit code {p.exitcode}" for p in procs if p.exitcode != 0]
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -685,8 +813,12 @@ def tune_experiment(
         study.enqueue_trial(dict(values), user_attrs={"origin": "enqueued"})
 
     n_existing = len(study.trials)
-    target = sum(t.state in _COUNTED for t in study.trials) + n_new
     n_workers = min(n_workers, n_new)
+    # Other hosts may share a server storage: give this invocation its own sampler streams,
+    # or two hosts starting together would propose the same configurations.
+    shared = not spec.startswith(("sqlite", "journal:"))
+    invocation = uuid.uuid4().hex[:12]
+    salt = f"-{invocation}" if shared else ""
     p_hash = tracking.params_hash(
         {"tune": cfg.model_dump(mode="json"), "objective": objective_definition(params, name, digest)}
     )
@@ -694,8 +826,10 @@ def tune_experiment(
         **tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root),
         "study": sname,
         "optuna_storage": mask_url(spec),
+        "invocation": invocation,
     }
     run_name = f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    lock = Path(tempfile.gettempdir()) / f"audiorecon-tune-{invocation}.lock"
     with tracking.start_run(name, run_name, tags) as run:
         run.log_params({
             "tune": cfg.model_dump(mode="json", exclude={"storage"}),
@@ -706,27 +840,45 @@ def tune_experiment(
         })
         base = _Job(
             params=params, name=name, root=str(root), storage=spec, study=sname,
-            n_trials=n_new, target=target, timeout=cfg.timeout,
-            seed=derive_seed(params.base.seed, name, f"tune-sampler-{n_existing}-0"),
-            parallel=n_workers > 1, parent_run_id=run.run_id, tracking=enabled,
+            n_trials=n_new, invocation=invocation, lock=str(lock), timeout=cfg.timeout,
+            seed=derive_seed(params.base.seed, name, f"tune-sampler-{n_existing}-0{salt}"),
+            parallel=n_workers > 1 or shared, parent_run_id=run.run_id, tracking=enabled,
         )
-        if n_workers == 1:
-            run_worker(base)
-        else:
-            threads = max(1, (os.cpu_count() or 1) // n_workers)
-            jobs = [
-                replace(
-                    base,
-                    n_trials=n_new // n_workers + (i < n_new % n_workers),
-                    seed=derive_seed(params.base.seed, name, f"tune-sampler-{n_existing}-{i}"),
-                    threads=threads,
-                )
-                for i in range(n_workers)
-            ]
-            _run_parallel(jobs)
+        try:
+            if n_workers == 1:
+                run_worker(base)
+                dead = []
+            else:
+                threads = max(1, (os.cpu_count() or 1) // n_workers)
+                dead = _run_parallel([
+                    replace(base, threads=threads, seed=derive_seed(
+                        params.base.seed, name, f"tune-sampler-{n_existing}-{i}{salt}"))
+                    for i in range(n_workers)
+                ])
+        finally:
+            lock.unlink(missing_ok=True)
         study = optuna.load_study(study_name=sname, storage=store)
         fail_orphaned_trials(study)
+        _check_budget(study, invocation, n_new, dead, cfg.timeout)
         return _finish(params, name, root, study, spec, run)
+
+
+def _check_budget(study: optuna.Study, invocation: str, n_new: int, dead: list[str],
+                  timeout: float | None) -> None:
+    """Dead workers are fine if the others spent the budget; TuneError if trials are missing."""
+    ran = [t for t in study.get_trials(deepcopy=False, states=_COUNTED)
+           if t.user_attrs.get("invocation") == invocation]
+    if not dead:
+        return
+    if len(ran) >= n_new or timeout is not None:
+        failed = sorted(t.number for t in ran if t.state == TrialState.FAIL)
+        log.warning("tuning worker(s) died (%s); the others ran the budget of %d trials "
+                    "(FAIL: %s)", ", ".join(dead), n_new, failed or "none")
+        return
+    raise TuneError(
+        f"tuning worker(s) failed ({', '.join(dead)}) after {len(ran)} of {n_new} trials; "
+        "finished trials are kept in the study, re-run to continue"
+    )
 
 
 def _finish(params: Params, name: str, root: Path, study: optuna.Study, spec: str,

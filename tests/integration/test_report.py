@@ -28,7 +28,8 @@ from pipeline.config import ModelCfg, parse_params
 from pipeline.data import read_digest
 from pipeline.evaluate import evaluate_experiment, write_summary
 from pipeline.generate import generate_experiment
-from pipeline.report import build_report, mask_passwords, public_uri, run_url
+from pipeline.report import build_report, public_uri, run_url
+from pipeline.tracking import mask_passwords
 
 keras = pytest.importorskip("keras")
 

@@ -92,6 +92,12 @@ def test_dead_backend_required_fails_fast_with_one_message():
     assert "tracking.required: false" in msg
 
 
+def test_dead_backend_message_never_shows_the_password():
+    with pytest.raises(tracking.TrackingError) as e:
+        tracking.check_backend("http://bob:s3cret@127.0.0.1:9", required=True)
+    assert "s3cret" not in str(e.value) and "bob:***@127.0.0.1:9" in str(e.value)
+
+
 def test_dead_backend_optional_warns_and_disables(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="audiorecon.tracking"):
         enabled = tracking.setup(TrackingCfg(uri=DEAD, required=False), tmp_path)
@@ -164,3 +170,40 @@ def test_standard_tags_without_git(tmp_path):
     tags = tracking.standard_tags("train", "e", "h", None, cwd=tmp_path)
     assert "git_commit" not in tags and "data_digest" not in tags
     assert mlflow.__version__.startswith("3.")
+
+
+def _lose_backend_mid_run(monkeypatch) -> None:
+    """Point the live client at a port where nothing listens, as if the server had died."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    mlflow.set_tracking_uri(DEAD)
+
+
+def test_backend_lost_mid_run_optional_warns_once_and_goes_on(repo, monkeypatch, caplog):
+    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}", required=False), repo)
+    with caplog.at_level(logging.WARNING, logger="audiorecon.tracking"):
+        with tracking.start_run("exp-lost", "r") as run:
+            run.log_metrics({"loss": 1.0}, step=1)
+            _lose_backend_mid_run(monkeypatch)
+            run.log_metrics({"loss": 0.5}, step=2)  # fails: warns, disables tracking
+            run.log_params({"a": 1})  # no-op now, no second warning
+            assert not run.active and not tracking.tracking_enabled()
+        with tracking.start_run("exp-lost", "next") as nxt:  # the rest of the stage: no-ops
+            assert nxt.run_id is None
+    assert caplog.text.count("failed while logging metrics") == 1
+    assert "tracking disabled for the rest of this stage" in caplog.text
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def test_backend_lost_mid_run_required_is_one_tracking_error(repo, monkeypatch):
+    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    t0 = time.monotonic()
+    with pytest.raises(tracking.TrackingError) as err, tracking.start_run("exp-lost", "r") as run:
+        _lose_backend_mid_run(monkeypatch)
+        run.log_metrics({"loss": 0.5}, step=2)
+    assert time.monotonic() - t0 < 30
+    msg = str(err.value)
+    assert msg.startswith(f"MLflow tracking backend sqlite:///{repo / 'mlflow.db'} failed while "
+                          "logging metrics")
+    assert "tracking.required: false" in msg
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
