@@ -35,7 +35,6 @@ __all__ = [
     "SavitzkyGolay",
     "Wiener",
     "WienerSTFTDecisionDirected",
-    "bandwidth_bound",
     "bandwidth_task_facts",
     "ideal_mask_bound",
     "classical_baselines",
@@ -924,23 +923,7 @@ def oracle_task_facts(signal: dict, degradation: dict, frame_length: int) -> lis
     return facts
 
 
-# ----------------------------------------------------------------------------- bandwidth bound
-def bandwidth_bound(clean: np.ndarray, factor: int) -> np.ndarray:
-    """The clean frames with everything at or above the kept samples' Nyquist removed.
-
-    After low-pass and decimation by `factor`, nothing above sr / (2 factor) survives. When the
-    signal family draws the phases of its components there independently of what lies below
-    (the `harmonic` family does, per harmonic), no estimator can predict that band's waveform:
-    its expected error is at least the band's energy, which this bound leaves and nothing else.
-    It needs the clean signal, so it is a ceiling to measure models against, not a method.
-    """
-    x = np.asarray(clean, dtype=np.float64)
-    t = x.shape[-1]
-    spec = np.fft.rfft(x, axis=-1)
-    spec[..., np.fft.rfftfreq(t) >= 0.5 / factor] = 0.0
-    return np.fft.irfft(spec, n=t, axis=-1).astype(np.float32)
-
-
+# ----------------------------------------------------------------------------- task facts and bounds
 def bandwidth_task_facts(signal: dict, degradation: dict, sample_rate: int) -> list[str]:
     """What bandwidth reduction leaves predictable, for the report next to the bound's gain."""
     if degradation.get("kind") != "bandwidth":
@@ -950,9 +933,9 @@ def bandwidth_task_facts(signal: dict, degradation: dict, sample_rate: int) -> l
              f"{cutoff:g} Hz survives"]
     if signal.get("family") == "harmonic":
         facts.append(
-            "the harmonic family draws each harmonic's phase independently, so the waveform above "
-            f"{cutoff:g} Hz cannot be predicted from the band below: the expected gain of any "
-            "estimator is at most that of `clean_below_cutoff` (the clean band below the cutoff)"
+            "the harmonic family draws each harmonic's phase independently, so harmonics above "
+            f"{cutoff:g} Hz cannot be predicted from the band below; what a model can restore is "
+            "the filter's transition band and what leaks across the cutoff within a frame"
         )
     return facts
 
@@ -961,8 +944,9 @@ def ideal_mask_bound(clean: np.ndarray, degraded: np.ndarray, nperseg: int = 512
     """Phase-sensitive ideal mask: the best any real-valued STFT gain can do, given the clean.
 
     Per bin, the real gain g in [0, 1] minimising |g D - S|^2 is Re(S D*) / |D|^2 (clipped).
-    Every real spectral mask (Wiener filters, a mask-predicting net) keeps the noisy phase, so
-    its error is at least this one's: the ceiling for those methods, not a method itself.
+    A real mask on this STFT (Hann, `nperseg`, hop nperseg/4) keeps the noisy phase, so its
+    error is at least this one's: the ceiling for such masks (a mask on other frames, like the
+    stft_mask net's, is bounded only approximately), and not a method itself.
     """
     c = np.asarray(clean, dtype=np.float64)
     d = np.asarray(degraded, dtype=np.float64)

@@ -485,9 +485,7 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
                      **scored["oracle"]["row"]})
     # Ceilings that need the clean signal: what no method of a kind can beat (see baselines).
     bounds: dict[str, np.ndarray] = {}
-    if degradation["kind"] == "bandwidth":
-        bounds["clean_below_cutoff"] = bl.bandwidth_bound(test_c, int(degradation["factor"]))
-    elif degradation["kind"] == "noise" and exp.signal.family != "sine":
+    if degradation["kind"] == "noise" and exp.signal.family != "sine":
         bounds["ideal_mask"] = bl.ideal_mask_bound(test_c, test_d)
     for bname, est in bounds.items():
         scored[bname] = _score(est, test_c, input_snr, input_si, input_agg, n_fft)
@@ -534,8 +532,9 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         "task_facts": [*bl.oracle_task_facts(signal, degradation, exp.frame_length),
                        *bl.bandwidth_task_facts(signal, degradation, exp.sample_rate),
                        *(["ideal_mask: the phase-sensitive ideal real STFT mask, computed from the "
-                          "clean signal; no real-valued mask (Wiener filters, the stft_mask net) "
-                          "can beat it, since all keep the noisy phase"] if bound == "ideal_mask" else [])],
+                          "clean signal (Hann 512, hop 128); real-valued masks on these frames keep the "
+                          "noisy phase and cannot beat it (Wiener filters; the stft_mask net "
+                          "approximately)"] if bound == "ideal_mask" else [])],
         "data_digest": inputs["digest"],
         "model_data_digest": meta.get("data_digest"),
         "train_run_id": meta.get("mlflow_run_id"),
