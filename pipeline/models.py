@@ -295,30 +295,29 @@ def _stft_mask_body(x, cfg: ModelCfg):
 
 
 def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
-    """Build `cfg.arch` for inputs (batch, T, 1) with any T; the output has the input's shape.
+    """Build `cfg.arch` for inputs (batch, T, 1); the output has the input's shape.
 
-    `cfg.residual` applies to both archs (set it false for the seed notebook's plain net).
-
-    `frame_length` is only checked: a net whose total stride exceeds the frame would see mostly
-    padding at its bottleneck.
+    Conv archs take any T; `frame_length` is only checked (a net whose total stride exceeds the
+    frame would see mostly padding at its bottleneck). `mlp` takes exactly `frame_length`.
+    `cfg.residual` applies to unet, mlp and the seed net (false gives the notebook's plain net).
     """
-    inp = keras.Input(shape=(None, 1), dtype="float32", name="degraded")
+    if cfg.arch == "mlp" and frame_length is None:
+        raise ValueError("arch mlp needs frame_length: its dense layers see one frame length")
+    time_axis = frame_length if cfg.arch == "mlp" else None
+    inp = keras.Input(shape=(time_axis, 1), dtype="float32", name="degraded")
     x, scale = inp, None
     if cfg.normalize:
         scale = FrameRMS(name="frame_rms")(inp)
         x = Scale(divide=True, name="to_unit_rms")([inp, scale])
-    if cfg.arch == "mlp":
-        if frame_length is None:
-            raise ValueError("arch mlp needs frame_length: its dense layers see one frame length")
-        inp = keras.Input(shape=(frame_length, 1), dtype="float32", name="degraded")
-        x, scale = inp, None
-        if cfg.normalize:
-            scale = FrameRMS(name="frame_rms")(inp)
-            x = Scale(divide=True, name="to_unit_rms")([inp, scale])
-        y = _mlp_body(x, cfg, frame_length)
-        if scale is not None:
-            y = Scale(name="from_unit_rms")([y, scale])
-        return keras.Model(inp, y, name=cfg.arch)
+    body = _mlp_body if cfg.arch == "mlp" else _conv_body
+    y = body(x, cfg, frame_length)
+    if scale is not None:
+        y = Scale(name="from_unit_rms")([y, scale])
+    return keras.Model(inp, y, name=cfg.arch)
+
+
+def _conv_body(x, cfg: ModelCfg, frame_length: int | None):
+    """Pad to the arch's block size, run its body, crop back: one net for any frame length."""
     multiple = {"seed_encoder_decoder": 2**4, "unet": 2**cfg.depth, "stft_mask": cfg.n_fft // 4}
     multiple = multiple[cfg.arch]
     if frame_length is not None and multiple > frame_length:
@@ -335,10 +334,7 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
         y = _stft_mask_body(padded, cfg)
     else:  # pragma: no cover - the schema forbids it
         raise ValueError(f"unknown arch {cfg.arch}")
-    y = CropLike(name="crop")([y, x])
-    if scale is not None:
-        y = Scale(name="from_unit_rms")([y, scale])
-    return keras.Model(inp, y, name=cfg.arch)
+    return CropLike(name="crop")([y, x])
 
 
 # ----------------------------------------------------------------------------- losses

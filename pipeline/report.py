@@ -131,12 +131,6 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
         raise DataError(f"{path}: unreadable CSV ({err}); re-run the stage that writes it") from err
 
 
-def _git_commit(root: Path) -> str | None:
-    from .tracking import git_commit
-
-    return git_commit(root)
-
-
 # ----------------------------------------------------------------------------- inputs
 def collect(params: Params, root: Path) -> list[dict[str, Any]]:
     """Everything the page shows, per experiment; experiments not evaluated yet are skipped."""
@@ -448,7 +442,7 @@ def build_report(params: Params, root: str | os.PathLike[str] = ".",
     """Write reports/index.html and reports/report/; returns the path, experiments and size."""
     root = Path(root).resolve()
     exps = collect(params, root)
-    from .tracking import resolve_uri
+    from .tracking import git_commit, resolve_uri
 
     uri = resolve_uri(params.tracking, root)
     ppath = Path(params_path) if params_path else root / "params.yaml"
@@ -459,7 +453,7 @@ def build_report(params: Params, root: str | os.PathLike[str] = ".",
     reports = root / "reports"
     with atomic_dir(reports / ASSETS) as assets:
         made = _make_figures(assets, exps)
-        page = render(params, exps, made, uri, _git_commit(root), params_text)
+        page = render(params, exps, made, uri, git_commit(root), params_text)
     atomic_write_text(reports / "index.html", page)
     size = sum(p.stat().st_size for p in reports.rglob("*") if p.is_file())
     return {"path": reports / "index.html", "experiments": [e["name"] for e in exps],
