@@ -179,6 +179,13 @@ class ModelCfg(Strict):
     residual: bool = True
     normalize: bool = True  # run the net on unit-RMS frames, scale back: level-independent
     n_fft: int = Field(512, ge=16, le=16_384)  # stft_mask only: window length, hop n_fft/4
+    # stft_mask only: also feed each bin's phase advance between frames (tells partials from noise)
+    phase_features: bool = False
+    mask: Literal["real", "complex"] = "real"  # stft_mask only: complex also turns the phase
+    # unet only: add the input filtered by the training set's Wiener FIR (odd taps; 0 = off)
+    # as a second channel; it restores deterministically attenuated bands the net learns slowly
+    prefilter_taps: int = Field(0, ge=0, le=4095)
+    prefilter_max_gain_db: float = Field(30.0, ge=0.0, le=80.0)
 
     @field_validator("n_fft")
     @classmethod
@@ -186,6 +193,19 @@ class ModelCfg(Strict):
         if v & (v - 1):
             raise ValueError(f"must be a power of two (got {v})")
         return v
+
+    @field_validator("prefilter_taps")
+    @classmethod
+    def _odd_or_off(cls, v: int) -> int:
+        if v and v % 2 == 0:
+            raise ValueError(f"must be odd (centred on lag 0) or 0 for off (got {v})")
+        return v
+
+    @model_validator(mode="after")
+    def _prefilter_needs_unet(self) -> ModelCfg:
+        if self.prefilter_taps and self.arch != "unet":
+            raise ValueError(f"prefilter_taps works with arch unet only (arch is {self.arch})")
+        return self
 
 
 class TrainCfg(Strict):
@@ -198,6 +218,9 @@ class TrainCfg(Strict):
     # Halve the learning rate after this many epochs without a better val_loss (null: constant).
     lr_patience: int | None = Field(None, ge=1, le=1000)
     max_seconds: float | None = Field(None, gt=0)
+    # noise degradations only: every epoch, pair each clean frame with another training frame's
+    # noise, rescaled to its own noise level (same SNRs, fresh combinations: less overfitting)
+    remix_noise: bool = False
 
 
 class Sizes(Strict):
@@ -220,6 +243,8 @@ class Experiment(Strict):
         d = self.degradation
         if isinstance(d, (QuantizeDeg, BandwidthDeg)) and d.factor >= self.frame_length:
             raise ValueError(f"degradation.factor ({d.factor}) must be < frame_length")
+        if self.train.remix_noise and d.kind != "noise":
+            raise ValueError(f"train.remix_noise needs an additive noise degradation (kind is {d.kind})")
         s = self.signal
         if isinstance(s, SineSignal) and s.f_range[1] * 2 >= self.frame_length:
             raise ValueError("signal.f_range must stay below frame_length / 2 cycles per frame")

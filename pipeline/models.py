@@ -164,17 +164,99 @@ class Spectrogram(layers.Layer):
 
 
 @register
-class MaskedISTFT(layers.Layer):
-    """Apply a real mask to an STFT and invert it: [real, imag, mask] -> (b, T', 1)."""
+class FixedFIR(layers.Layer):
+    """A fixed (non-trainable) zero-phase FIR over time: (b, T, 1) -> (b, T, 1).
+
+    The frame is extended at both ends by odd reflection (2 x[0] - x[k]), which keeps value and
+    slope continuous; zero padding would put a step at each edge whose broadband content a steep
+    boost turns into loud artefacts. `taps` are convolution taps centred on lag 0 (odd length),
+    kept in the config so a saved model carries them.
+    """
+
+    def __init__(self, taps, **kwargs):
+        super().__init__(**kwargs)
+        self.taps = [float(v) for v in taps]
+        if len(self.taps) % 2 == 0:
+            raise ValueError(f"FixedFIR needs an odd number of taps (got {len(self.taps)})")
+
+    def call(self, x):
+        half = len(self.taps) // 2
+        if half == 0:
+            return x * self.taps[0]
+        t = ops.shape(x)[1]
+        k = ops.arange(1, half + 1)
+        left_idx = ops.minimum(k[::-1], t - 1)  # x[half], ..., x[1] (clipped for short frames)
+        right_idx = ops.maximum(t - 1 - k, 0)  # x[T-2], ..., x[T-1-half]
+        first, last = x[:, :1], x[:, -1:]
+        left = 2.0 * first - ops.take(x, left_idx, axis=1)
+        right = 2.0 * last - ops.take(x, right_idx, axis=1)
+        padded = ops.concatenate([left, x, right], axis=1)
+        kernel = ops.reshape(ops.convert_to_tensor(self.taps[::-1], dtype=x.dtype), (-1, 1, 1))
+        return ops.conv(padded, kernel, padding="valid")  # cross-correlation: hence the reversal
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "taps": self.taps}
+
+
+@register
+class PhaseAdvance(layers.Layer):
+    """Phase advance of each STFT bin between consecutive frames, relative to the bin centre.
+
+    [real, imag] -> (b, frames, 2 * bins): cos and sin of arg(z_t conj z_{t-1}) - 2 pi k hop / n.
+    A steady partial near bin k advances by a consistent amount from frame to frame; noise does
+    not. Log power alone cannot tell a weak partial from noise of the same level; this can. The
+    first frame has no predecessor and gets zeros.
+    """
 
     def __init__(self, n_fft: int = 512, **kwargs):
         super().__init__(**kwargs)
         self.n_fft = int(n_fft)
 
     def call(self, inputs):
-        re, im, mask = inputs
+        re, im = inputs
+        a, b, c, d = re[:, 1:], im[:, 1:], re[:, :-1], im[:, :-1]
+        p, q = a * c + b * d, b * c - a * d  # z_t * conj(z_{t-1})
+        norm = ops.sqrt(ops.square(p) + ops.square(q)) + 1e-12
+        # Remove the advance of a partial at the bin centre: 2 pi k hop / n = pi k / 2 (hop n/4).
+        theta = ops.arange(self.n_fft // 2 + 1, dtype=re.dtype) * (math.pi / 2.0)
+        cos_t, sin_t = ops.cos(theta), ops.sin(theta)
+        rot_re = (p * cos_t + q * sin_t) / norm
+        rot_im = (q * cos_t - p * sin_t) / norm
+        feats = ops.concatenate([rot_re, rot_im], axis=-1)
+        return ops.pad(feats, [[0, 0], [1, 0], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        b, frames, bins = input_shape[0]
+        return (b, frames, 2 * bins)
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft}
+
+
+@register
+class MaskedISTFT(layers.Layer):
+    """Apply a mask to an STFT and invert it: [real, imag, mask(, mask_imag)] -> (b, T', 1).
+
+    With a fourth input the mask is complex (mask + j mask_imag): it can also turn the phase,
+    which a real mask leaves noisy.
+    """
+
+    def __init__(self, n_fft: int = 512, **kwargs):
+        super().__init__(**kwargs)
+        self.n_fft = int(n_fft)
+
+    def call(self, inputs):
+        re, im, mask = inputs[:3]
         n, hop = self.n_fft, self.n_fft // 4
-        y = ops.istft((re * mask, im * mask), sequence_length=n, sequence_stride=hop, fft_length=n,
+        if len(inputs) == 4:
+            mask_im = inputs[3]
+            re, im = re * mask - im * mask_im, re * mask_im + im * mask
+        else:
+            re, im = re * mask, im * mask
+        y = ops.istft((re, im), sequence_length=n, sequence_stride=hop, fft_length=n,
                       center=False)
         return y[:, n - hop : -(n - hop), None]  # undo Spectrogram's padding
 
@@ -229,8 +311,11 @@ def unet_plan(cfg: ModelCfg) -> list[tuple[int, int]]:
     return plan
 
 
-def _unet_body(x, cfg: ModelCfg):
-    """1-D U-Net after Kuleshov, Enam & Ermon (2017): strided convs down, pixel shuffle up."""
+def _unet_body(x, cfg: ModelCfg, extra=None):
+    """1-D U-Net after Kuleshov, Enam & Ermon (2017): strided convs down, pixel shuffle up.
+
+    `extra` (same length as x) joins x as more input channels; the residual adds x alone.
+    """
     plan = unet_plan(cfg)
 
     def norm(h):
@@ -240,7 +325,7 @@ def _unet_body(x, cfg: ModelCfg):
         return layers.Dropout(cfg.dropout)(h) if cfg.dropout else h
 
     skips = []
-    h = x
+    h = x if extra is None else layers.Concatenate(name="channels")([x, extra])
     for f, k in plan:
         skips.append(h)
         h = layers.Conv1D(f, k, strides=2, padding="same")(h)
@@ -284,6 +369,8 @@ def _stft_mask_body(x, cfg: ModelCfg):
     """
     re, im, log_power = Spectrogram(cfg.n_fft, name="stft")(x)
     h = log_power
+    if cfg.phase_features:
+        h = layers.Concatenate(name="features")([log_power, PhaseAdvance(cfg.n_fft, name="phase")([re, im])])
     for i in range(cfg.depth):
         h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
         h = layers.LeakyReLU(0.2)(h)
@@ -291,16 +378,25 @@ def _stft_mask_body(x, cfg: ModelCfg):
             h = layers.Dropout(cfg.dropout)(h)
     mask = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="sigmoid", name="mask",
                          kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(4.0))(h)
-    return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask])
+    if cfg.mask == "real":
+        return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask])
+    # The imaginary part starts at zero, so training starts from the real mask.
+    mask_im = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="tanh", name="mask_imag",
+                            kernel_initializer="zeros")(h)
+    return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask, mask_im])
 
 
-def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
+def build_model(cfg: ModelCfg, frame_length: int | None = None, prefilter=None) -> keras.Model:
     """Build `cfg.arch` for inputs (batch, T, 1); the output has the input's shape.
 
     Conv archs take any T; `frame_length` is only checked (a net whose total stride exceeds the
     frame would see mostly padding at its bottleneck). `mlp` takes exactly `frame_length`.
     `cfg.residual` applies to unet, mlp and the seed net (false gives the notebook's plain net).
+    `prefilter` (unet only; FIR taps, e.g. from `baselines.wiener_fir`) adds the filtered input
+    as a second input channel; the residual still adds the unfiltered input.
     """
+    if prefilter is not None and cfg.arch != "unet":
+        raise ValueError(f"a prefilter channel is only wired for arch unet (got {cfg.arch})")
     if cfg.arch == "mlp" and frame_length is None:
         raise ValueError("arch mlp needs frame_length: its dense layers see one frame length")
     time_axis = frame_length if cfg.arch == "mlp" else None
@@ -309,14 +405,14 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None) -> keras.Model:
     if cfg.normalize:
         scale = FrameRMS(name="frame_rms")(inp)
         x = Scale(divide=True, name="to_unit_rms")([inp, scale])
-    body = _mlp_body if cfg.arch == "mlp" else _conv_body
-    y = body(x, cfg, frame_length)
+    mlp = cfg.arch == "mlp"
+    y = _mlp_body(x, cfg, frame_length) if mlp else _conv_body(x, cfg, frame_length, prefilter)
     if scale is not None:
         y = Scale(name="from_unit_rms")([y, scale])
     return keras.Model(inp, y, name=cfg.arch)
 
 
-def _conv_body(x, cfg: ModelCfg, frame_length: int | None):
+def _conv_body(x, cfg: ModelCfg, frame_length: int | None, prefilter=None):
     """Pad to the arch's block size, run its body, crop back: one net for any frame length."""
     multiple = {"seed_encoder_decoder": 2**4, "unet": 2**cfg.depth, "stft_mask": cfg.n_fft // 4}
     multiple = multiple[cfg.arch]
@@ -329,7 +425,10 @@ def _conv_body(x, cfg: ModelCfg, frame_length: int | None):
     if cfg.arch == "seed_encoder_decoder":
         y, _ = _seed_body(padded, cfg)
     elif cfg.arch == "unet":
-        y, _ = _unet_body(padded, cfg)
+        extra = None
+        if prefilter is not None:
+            extra = PadToMultiple(multiple, name="pad_prefiltered")(FixedFIR(prefilter, name="prefilter")(x))
+        y, _ = _unet_body(padded, cfg, extra)
     elif cfg.arch == "stft_mask":
         y = _stft_mask_body(padded, cfg)
     else:  # pragma: no cover - the schema forbids it

@@ -190,9 +190,16 @@ def fit(
     keras.utils.set_random_seed(seed)
     clean, degraded = train_arrays
     frame_length = int(np.shape(clean)[1])
-    model = build_model(model_cfg, frame_length=frame_length)
+    prefilter = None
+    if model_cfg.prefilter_taps:
+        from pipeline.baselines import wiener_fir
+
+        prefilter = wiener_fir(clean, degraded, model_cfg.prefilter_taps,
+                               model_cfg.prefilter_max_gain_db)
+    model = build_model(model_cfg, frame_length=frame_length, prefilter=prefilter)
     compile_model(model, train_cfg, frame_length=frame_length)
-    train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed)
+    train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed,
+                            remix_noise=train_cfg.remix_noise)
     val_ds = make_dataset(val_arrays[0], val_arrays[1], train_cfg.batch_size, shuffle=False)
     clock_cls, _ = _callbacks_module()
     builtin = [

@@ -64,6 +64,18 @@ def test_factor_must_fit_the_frame():
     assert "factor" in msg and "frame_length" in msg
 
 
+def test_remix_noise_needs_a_noise_degradation():
+    msg = _bad(lambda r: r["experiments"]["audio-bandwidth"]["train"].update(remix_noise=True))
+    assert "experiments.audio-bandwidth" in msg and "remix_noise" in msg
+
+
+def test_prefilter_needs_unet_and_odd_taps():
+    msg = _bad(lambda r: r["experiments"]["audio-noise"]["model"].update(prefilter_taps=255))
+    assert "experiments.audio-noise.model" in msg and "unet" in msg
+    msg = _bad(lambda r: r["experiments"]["audio-bandwidth"]["model"].update(prefilter_taps=256))
+    assert "prefilter_taps" in msg and "odd" in msg
+
+
 def test_unknown_tunable():
     msg = _bad(lambda r: r["tune"]["space"].update(momentum={"type": "float", "low": 0, "high": 1}))
     assert "momentum" in msg and "learning_rate" in msg

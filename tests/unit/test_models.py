@@ -12,7 +12,9 @@ import pytest
 
 from pipeline.config import ModelCfg, TrainCfg
 from pipeline.models import (
+    FixedFIR,
     MaskedISTFT,
+    PhaseAdvance,
     ReconLoss,
     Spectrogram,
     SubPixel1D,
@@ -218,9 +220,12 @@ def test_stft_mask_any_length_starts_open_and_is_level_independent(t):
     np.testing.assert_allclose(np.asarray(m(3.0 * x, training=False)), 3.0 * y, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["mlp", "stft_mask"])
+@pytest.mark.parametrize("arch", ["mlp", "stft_mask", "stft_mask_phase_complex"])
 def test_new_archs_save_and_load_in_safe_mode(arch, tmp_path):
-    m = build_model(tiny(arch, filters=8, depth=2, n_fft=64, dropout=0.1), frame_length=128)
+    extra = {}
+    if arch == "stft_mask_phase_complex":
+        arch, extra = "stft_mask", {"phase_features": True, "mask": "complex"}
+    m = build_model(tiny(arch, filters=8, depth=2, n_fft=64, dropout=0.1, **extra), frame_length=128)
     m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
     m.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
@@ -238,3 +243,94 @@ def test_stft_mask_trains_towards_lower_loss():
     noisy = clean + frames(32, 256, seed=5)
     hist = m.fit(noisy, clean, epochs=15, batch_size=16, verbose=0).history["loss"]
     assert hist[-1] < hist[0] - 1.0
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.25, -0.4])
+def test_phase_advance_of_a_steady_partial_is_its_offset_from_the_bin_centre(offset):
+    # A partial offset by `offset` bins advances pi/2 * offset more per hop (n/4) than the centre.
+    n, k, t = 64, 9, 1024
+    x = np.sin(2 * np.pi * (k + offset) / n * np.arange(t))[None, :, None].astype(np.float32)
+    re, im, _ = Spectrogram(n)(x)
+    feats = np.asarray(PhaseAdvance(n)([re, im]))
+    bins = n // 2 + 1
+    assert feats.shape == (1, re.shape[1], 2 * bins)
+    np.testing.assert_array_equal(feats[0, 0], 0.0)  # no predecessor
+    angle = np.arctan2(feats[0, 8:-8, bins + k], feats[0, 8:-8, k])  # away from the padded edges
+    np.testing.assert_allclose(angle, np.pi / 2 * offset, atol=1e-3)
+
+
+def test_complex_mask_turns_the_phase_and_a_zero_imag_part_is_the_real_mask():
+    n, t = 64, 512
+    tt = np.arange(t)
+    x = np.sin(2 * np.pi * 6 / n * tt)[None, :, None].astype(np.float32)
+    re, im, _ = Spectrogram(n)(x)
+    half = 0.5 * keras.ops.ones_like(re)
+    real = np.asarray(MaskedISTFT(n)([re, im, half]))
+    np.testing.assert_allclose(np.asarray(MaskedISTFT(n)([re, im, half, 0.0 * half])), real, atol=1e-6)
+    # mask = e^{j phi} on every bin: the sinusoid comes back phase-shifted by phi.
+    phi = 0.7
+    cos_m, sin_m = np.cos(phi) * keras.ops.ones_like(re), np.sin(phi) * keras.ops.ones_like(re)
+    y = np.asarray(MaskedISTFT(n)([re, im, cos_m, sin_m]))[0, :, 0]
+    # Away from the edges, where the zero padding truncates the tone and spreads its spectrum.
+    inner = slice(n, t - n)
+    np.testing.assert_allclose(y[inner], np.sin(2 * np.pi * 6 / n * tt + phi)[inner], atol=1e-3)
+
+
+def test_stft_mask_with_phase_features_and_complex_mask_starts_as_the_real_one():
+    x = frames(2, 256)
+    plain = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=256)
+    rich = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, phase_features=True,
+                            mask="complex"), frame_length=256)
+    assert rich.count_params() > plain.count_params()
+    np.testing.assert_allclose(np.asarray(rich(x, training=False)), np.asarray(plain(x, training=False)),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="mask"):
+        ModelCfg(arch="stft_mask", mask="polar")
+
+
+# ----------------------------------------------------------------------------- prefilter channel
+def _odd_extend(v: np.ndarray, p: int) -> np.ndarray:
+    return np.concatenate([2 * v[:1] - v[p:0:-1], v, 2 * v[-1:] - v[-2 : -p - 2 : -1]])
+
+
+@pytest.mark.parametrize("taps", [1, 3, 9])
+def test_fixed_fir_is_convolution_of_the_odd_extended_frame(taps):
+    rng = np.random.default_rng(7)
+    h = rng.normal(size=taps).astype(np.float32)
+    x = frames(3, 40)
+    y = np.asarray(FixedFIR(h)(x))
+    half = taps // 2
+    ref = np.stack([np.convolve(_odd_extend(x[i, :, 0], half) if half else x[i, :, 0], h, "valid")
+                    for i in range(3)])
+    np.testing.assert_allclose(y[..., 0], ref, atol=1e-5)
+
+
+def test_fixed_fir_keeps_a_line_intact_at_the_edges_and_takes_short_frames():
+    # Odd reflection continues a straight line exactly, so a unit-DC-gain filter leaves it alone.
+    h = np.hanning(11)[1:-1] / np.hanning(11)[1:-1].sum()
+    line = np.linspace(-1, 1, 64, dtype=np.float32)[None, :, None]
+    np.testing.assert_allclose(np.asarray(FixedFIR(h)(line)), line, atol=1e-5)
+    short = np.asarray(FixedFIR(h)(frames(2, 3)))
+    assert short.shape == (2, 3, 1) and np.isfinite(short).all()
+    with pytest.raises(ValueError, match="odd"):
+        FixedFIR([1.0, 2.0])
+
+
+def test_unet_with_prefilter_starts_as_identity_and_survives_safe_mode(tmp_path):
+    h = np.zeros(9, np.float32)
+    h[4], h[3], h[5] = 2.0, 0.5, 0.5
+    cfg = tiny("unet", depth=2, filters=4, prefilter_taps=9)
+    m = build_model(cfg, frame_length=64, prefilter=h)
+    assert "prefilter" in [layer.name for layer in m.layers]
+    x = frames(2, 64)
+    np.testing.assert_allclose(np.asarray(m(x, training=False)), x, atol=1e-6)
+    m.set_weights([w + 0.01 for w in m.get_weights()])
+    m.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), np.asarray(m(x, training=False)))
+    with pytest.raises(ValueError, match="unet"):
+        build_model(tiny("seed_encoder_decoder"), prefilter=h)
+    with pytest.raises(ValueError, match="unet only"):
+        ModelCfg(arch="stft_mask", prefilter_taps=9)
+    with pytest.raises(ValueError, match="odd"):
+        ModelCfg(arch="unet", prefilter_taps=8)
