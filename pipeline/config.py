@@ -182,10 +182,16 @@ class ModelCfg(Strict):
     # stft_mask only: also feed each bin's phase advance between frames (tells partials from noise)
     phase_features: bool = False
     mask: Literal["real", "complex"] = "real"  # stft_mask only: complex also turns the phase
+    # stft_mask only: upper bound of the real mask; above 1 it can restore bins that the noise
+    # cancelled in part (a phase-sensitive mask's optimum exceeds 1 there)
+    mask_max: float = Field(1.0, ge=1.0, le=4.0)
     # unet only: add the input filtered by the training set's Wiener FIR (odd taps; 0 = off)
     # as a second channel; it restores deterministically attenuated bands the net learns slowly
     prefilter_taps: int = Field(0, ge=0, le=4095)
     prefilter_max_gain_db: float = Field(30.0, ge=0.0, le=80.0)
+    # fade the prefiltered channel to the raw input over this many samples at each frame end,
+    # where a long filter only sees half its support (0: no fade)
+    prefilter_ramp: int = Field(0, ge=0, le=65_536)
 
     @field_validator("n_fft")
     @classmethod

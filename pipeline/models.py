@@ -202,6 +202,32 @@ class FixedFIR(layers.Layer):
 
 
 @register
+class EdgeBlend(layers.Layer):
+    """[x, g] -> x + w (g - x): g in the frame's interior, x at its ends, linear over `ramp`.
+
+    For a prefilter whose long response is only trustworthy away from the frame edges.
+    """
+
+    def __init__(self, ramp: int, **kwargs):
+        super().__init__(**kwargs)
+        self.ramp = int(ramp)
+
+    def call(self, inputs):
+        x, g = inputs
+        t = ops.shape(x)[1]
+        n = ops.cast(ops.arange(t), x.dtype)
+        dist = ops.minimum(n, ops.cast(t - 1, x.dtype) - n)
+        w = ops.clip(dist / float(max(self.ramp, 1)), 0.0, 1.0)
+        return x + ops.reshape(w, (1, -1, 1)) * (g - x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "ramp": self.ramp}
+
+
+@register
 class PhaseAdvance(layers.Layer):
     """Phase advance of each STFT bin between consecutive frames, relative to the bin centre.
 
@@ -376,8 +402,13 @@ def _stft_mask_body(x, cfg: ModelCfg):
         h = layers.LeakyReLU(0.2)(h)
         if cfg.dropout:
             h = layers.Dropout(cfg.dropout)(h)
+    # Start open: mask = sigmoid(4) = 0.982 whatever mask_max is.
+    open_fraction = 1.0 / (1.0 + math.exp(-4.0)) / cfg.mask_max
+    bias = math.log(open_fraction / (1.0 - open_fraction))
     mask = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="sigmoid", name="mask",
-                         kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(4.0))(h)
+                         kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(bias))(h)
+    if cfg.mask_max != 1.0:
+        mask = layers.Rescaling(cfg.mask_max, name="mask_range")(mask)
     if cfg.mask == "real":
         return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask])
     # The imaginary part starts at zero, so training starts from the real mask.
@@ -427,7 +458,10 @@ def _conv_body(x, cfg: ModelCfg, frame_length: int | None, prefilter=None):
     elif cfg.arch == "unet":
         extra = None
         if prefilter is not None:
-            extra = PadToMultiple(multiple, name="pad_prefiltered")(FixedFIR(prefilter, name="prefilter")(x))
+            g = FixedFIR(prefilter, name="prefilter")(x)
+            if cfg.prefilter_ramp:
+                g = EdgeBlend(cfg.prefilter_ramp, name="edge_blend")([x, g])
+            extra = PadToMultiple(multiple, name="pad_prefiltered")(g)
         y, _ = _unet_body(padded, cfg, extra)
     elif cfg.arch == "stft_mask":
         y = _stft_mask_body(padded, cfg)

@@ -192,7 +192,7 @@ def fit(
     frame_length = int(np.shape(clean)[1])
     prefilter = None
     if model_cfg.prefilter_taps:
-        from pipeline.baselines import wiener_fir
+        from pipeline.filters import wiener_fir
 
         prefilter = wiener_fir(clean, degraded, model_cfg.prefilter_taps,
                                model_cfg.prefilter_max_gain_db)

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.config import ModelCfg, TrainCfg
 from pipeline.models import (
+    EdgeBlend,
     FixedFIR,
     MaskedISTFT,
     PhaseAdvance,
@@ -209,9 +210,10 @@ def test_unit_mask_reconstructs_every_sample_exactly(t, n_fft):
     np.testing.assert_allclose(y, x, atol=1e-5)
 
 
-@pytest.mark.parametrize("t", [1024, 1000, 37, 1])
-def test_stft_mask_any_length_starts_open_and_is_level_independent(t):
-    m = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=1024)
+@pytest.mark.parametrize("t, mask_max", [(1024, 1.0), (1000, 1.0), (37, 1.0), (1, 1.0), (256, 2.0)])
+def test_stft_mask_any_length_starts_open_and_is_level_independent(t, mask_max):
+    m = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, mask_max=mask_max),
+                    frame_length=1024)
     x = frames(2, t)
     y = np.asarray(m(x, training=False))
     assert y.shape == x.shape and np.isfinite(y).all()
@@ -334,3 +336,24 @@ def test_unet_with_prefilter_starts_as_identity_and_survives_safe_mode(tmp_path)
         ModelCfg(arch="stft_mask", prefilter_taps=9)
     with pytest.raises(ValueError, match="odd"):
         ModelCfg(arch="unet", prefilter_taps=8)
+
+
+def test_edge_blend_takes_the_input_at_the_ends_and_the_prefiltered_inside():
+    x, g = np.zeros((1, 20, 1), np.float32), np.ones((1, 20, 1), np.float32)
+    w = np.asarray(EdgeBlend(4)([x, g]))[0, :, 0]
+    np.testing.assert_allclose(w[:6], [0, 0.25, 0.5, 0.75, 1, 1])
+    np.testing.assert_allclose(w[::-1], w)
+    short = np.asarray(EdgeBlend(4)([x[:, :3], g[:, :3]]))[0, :, 0]
+    np.testing.assert_allclose(short, [0, 0.25, 0])
+
+
+def test_unet_prefilter_channel_is_faded_to_the_input_at_the_frame_ends():
+    h = np.zeros(9, np.float32)
+    h[4] = 2.0  # doubles the input
+    cfg = tiny("unet", depth=2, filters=4, prefilter_taps=9, prefilter_ramp=8)
+    m = build_model(cfg, frame_length=64, prefilter=h)
+    channel = keras.Model(m.input, m.get_layer("edge_blend").output)
+    y = np.asarray(channel(np.ones((1, 60, 1), np.float32)))[0, :, 0]
+    expected = [1.0, 1.5, 2.0, 2.0, 2.0, 1.0]
+    np.testing.assert_allclose(y[[0, 4, 8, 30, 51, 59]], expected, atol=1e-4)  # unit-RMS frames
+    np.testing.assert_allclose(np.asarray(m(np.ones((1, 60, 1)), training=False)), 1.0, atol=1e-5)
