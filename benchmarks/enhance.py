@@ -84,7 +84,10 @@ def model_folder(experiment: str, workdir: Path, params_path: str = "params.yaml
 
     folder = workdir / experiment
     folder.mkdir(parents=True, exist_ok=True)
-    build_model(model_cfg, exp.frame_length).save(folder / "model.keras")
+    # Random weights; a prefilter gets a unit impulse (its cost does not depend on its taps).
+    n_taps = model_cfg.prefilter_taps
+    taps = np.eye(1, n_taps, n_taps // 2)[0] if n_taps else None
+    build_model(model_cfg, exp.frame_length, prefilter=taps).save(folder / "model.keras")
     meta = {"experiment": experiment, "task": exp.task, "sample_rate": exp.sample_rate,
             "frame_length": exp.frame_length, "arch": model_cfg.arch, "model": want,
             "note": "random weights, built by benchmarks/enhance.py"}

@@ -33,6 +33,7 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
     import tensorflow as tf
 
     from pipeline.data import make_dataset
+    from pipeline.filters import wiener_fir
     from pipeline.models import build_model, compile_model
     from pipeline.train import effective_config
 
@@ -61,7 +62,10 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
         rng = np.random.default_rng(0)
         clean = rng.standard_normal((frames, T)).astype(np.float32) * 0.3
         noisy = clean + 0.1 * rng.standard_normal((frames, T)).astype(np.float32)
-        model = build_model(model_cfg, T)
+        prefilter = None
+        if model_cfg.prefilter_taps:  # designed from the frames at hand, as train does
+            prefilter = wiener_fir(clean, noisy, model_cfg.prefilter_taps, model_cfg.prefilter_max_gain_db)
+        model = build_model(model_cfg, T, prefilter=prefilter)
         compile_model(model, train_cfg, T)
         ds = make_dataset(clean, noisy, bs, shuffle=True, seed=0)
         x, y = tf.constant(noisy[..., None]), tf.constant(clean[..., None])

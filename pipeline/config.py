@@ -185,6 +185,9 @@ class ModelCfg(Strict):
     # stft_mask only: upper bound of the real mask; above 1 it can restore bins that the noise
     # cancelled in part (a phase-sensitive mask's optimum exceeds 1 there)
     mask_max: float = Field(1.0, ge=1.0, le=4.0)
+    # stft_mask only: the mask head also sees the input features (each bin's own level), not
+    # only the `filters`-wide summary of the spectrum
+    feature_skip: bool = False
     # unet only: add the input filtered by the training set's Wiener FIR (odd taps; 0 = off)
     # as a second channel; it restores deterministically attenuated bands the net learns slowly
     prefilter_taps: int = Field(0, ge=0, le=4095)

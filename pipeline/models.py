@@ -394,9 +394,11 @@ def _stft_mask_body(x, cfg: ModelCfg):
     a tenth of a U-Net's multiply-adds per second of audio.
     """
     re, im, log_power = Spectrogram(cfg.n_fft, name="stft")(x)
-    h = log_power
+    features = log_power
     if cfg.phase_features:
-        h = layers.Concatenate(name="features")([log_power, PhaseAdvance(cfg.n_fft, name="phase")([re, im])])
+        phase = PhaseAdvance(cfg.n_fft, name="phase")([re, im])
+        features = layers.Concatenate(name="features")([log_power, phase])
+    h = features
     for i in range(cfg.depth):
         h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
         h = layers.LeakyReLU(0.2)(h)
@@ -405,6 +407,8 @@ def _stft_mask_body(x, cfg: ModelCfg):
     # Start open: mask = sigmoid(4) = 0.982 whatever mask_max is.
     open_fraction = 1.0 / (1.0 + math.exp(-4.0)) / cfg.mask_max
     bias = math.log(open_fraction / (1.0 - open_fraction))
+    if cfg.feature_skip:  # each bin's own features reach the mask head directly
+        h = layers.Concatenate(name="skip")([h, features])
     mask = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="sigmoid", name="mask",
                          kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(bias))(h)
     if cfg.mask_max != 1.0:
@@ -428,6 +432,9 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None, prefilter=None) 
     """
     if prefilter is not None and cfg.arch != "unet":
         raise ValueError(f"a prefilter channel is only wired for arch unet (got {cfg.arch})")
+    if cfg.prefilter_taps and (prefilter is None or len(prefilter) != cfg.prefilter_taps):
+        raise ValueError(f"model.prefilter_taps = {cfg.prefilter_taps} needs that many FIR taps; "
+                         "train designs them from the training frames (pipeline.filters.wiener_fir)")
     if cfg.arch == "mlp" and frame_length is None:
         raise ValueError("arch mlp needs frame_length: its dense layers see one frame length")
     time_axis = frame_length if cfg.arch == "mlp" else None

@@ -226,7 +226,7 @@ def test_stft_mask_any_length_starts_open_and_is_level_independent(t, mask_max):
 def test_new_archs_save_and_load_in_safe_mode(arch, tmp_path):
     extra = {}
     if arch == "stft_mask_phase_complex":
-        arch, extra = "stft_mask", {"phase_features": True, "mask": "complex"}
+        arch, extra = "stft_mask", {"phase_features": True, "mask": "complex", "feature_skip": True}
     m = build_model(tiny(arch, filters=8, depth=2, n_fft=64, dropout=0.1, **extra), frame_length=128)
     m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
     m.save(tmp_path / "model.keras")
@@ -282,7 +282,7 @@ def test_stft_mask_with_phase_features_and_complex_mask_starts_as_the_real_one()
     x = frames(2, 256)
     plain = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=256)
     rich = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, phase_features=True,
-                            mask="complex"), frame_length=256)
+                            mask="complex", feature_skip=True), frame_length=256)
     assert rich.count_params() > plain.count_params()
     np.testing.assert_allclose(np.asarray(rich(x, training=False)), np.asarray(plain(x, training=False)),
                                atol=1e-5)
@@ -332,6 +332,10 @@ def test_unet_with_prefilter_starts_as_identity_and_survives_safe_mode(tmp_path)
     np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), np.asarray(m(x, training=False)))
     with pytest.raises(ValueError, match="unet"):
         build_model(tiny("seed_encoder_decoder"), prefilter=h)
+    with pytest.raises(ValueError, match="needs that many FIR taps"):
+        build_model(cfg, frame_length=64)  # taps are designed by train, not guessed here
+    with pytest.raises(ValueError, match="needs that many FIR taps"):
+        build_model(cfg, frame_length=64, prefilter=h[:7])
     with pytest.raises(ValueError, match="unet only"):
         ModelCfg(arch="stft_mask", prefilter_taps=9)
     with pytest.raises(ValueError, match="odd"):
