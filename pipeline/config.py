@@ -230,6 +230,16 @@ class TrainCfg(Strict):
     # noise degradations only: every epoch, pair each clean frame with another training frame's
     # noise, rescaled to its own noise level (same SNRs, fresh combinations: less overfitting)
     remix_noise: bool = False
+    # plateau: constant, halved by lr_patience if set; cosine: decays to 5% as the epochs or the
+    # max_seconds budget (whichever ends first) run out, so a budgeted run ends fine-tuning
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> TrainCfg:
+        if self.lr_schedule == "cosine" and self.lr_patience is not None:
+            raise ValueError("lr_patience halves the rate on plateaus, lr_schedule cosine sets it "
+                             "every step: set lr_patience to null or use lr_schedule plateau")
+        return self
 
 
 class Sizes(Strict):

@@ -164,7 +164,38 @@ def _callbacks_module():
             finite = {k: float(v) for k, v in (logs or {}).items() if math.isfinite(float(v))}
             self.run.log_metrics(finite, step=epoch + 1)
 
-    return EpochClock, MetricsLogger
+    class CosineSchedule(keras.callbacks.Callback):
+        """Cosine decay of the learning rate from its start value to `floor` times it.
+
+        Progress is the larger of elapsed / max_seconds and steps / (epochs * steps_per_epoch),
+        so under a wall-clock budget the rate reaches its floor as the time runs out rather than
+        at an epoch count the budget never allows; updated every batch.
+        """
+
+        def __init__(self, max_seconds: float | None, total_steps: int, floor: float = 0.05):
+            super().__init__()
+            self.max_seconds, self.total_steps, self.floor = max_seconds, max(1, total_steps), floor
+            self.step = 0
+
+        def on_train_begin(self, logs=None):
+            self._t0 = time.perf_counter()
+            self.lr0 = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            progress = self.step / self.total_steps
+            if self.max_seconds:
+                progress = max(progress, (time.perf_counter() - self._t0) / self.max_seconds)
+            progress = min(progress, 1.0)
+            factor = self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+            self.model.optimizer.learning_rate.assign(self.lr0 * factor)
+            self.step += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:  # as ReduceLROnPlateau does: the curve shows the schedule
+                lr = self.model.optimizer.learning_rate
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+    return EpochClock, MetricsLogger, CosineSchedule
 
 
 def fit(
@@ -201,7 +232,7 @@ def fit(
     train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed,
                             remix_noise=train_cfg.remix_noise)
     val_ds = make_dataset(val_arrays[0], val_arrays[1], train_cfg.batch_size, shuffle=False)
-    clock_cls, _ = _callbacks_module()
+    clock_cls, _, cosine_cls = _callbacks_module()
     builtin = [
         keras.callbacks.TerminateOnNaN(),
         clock_cls(train_cfg.max_seconds),
@@ -209,7 +240,10 @@ def fit(
             monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
         ),
     ]
-    if train_cfg.lr_patience is not None:
+    if train_cfg.lr_schedule == "cosine":
+        steps = -(-int(np.shape(clean)[0]) // train_cfg.batch_size) * (epochs or train_cfg.epochs)
+        builtin.append(cosine_cls(train_cfg.max_seconds, steps))
+    elif train_cfg.lr_patience is not None:
         builtin.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=train_cfg.lr_patience, min_lr=1e-5
         ))
@@ -314,7 +348,7 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
     tags = tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root)
     run_name = f"{STAGE}/{name}" + (f" ({tags['dvc_exp_name']})" if "dvc_exp_name" in tags else "")
 
-    _, logger_cls = _callbacks_module()
+    _, logger_cls, _ = _callbacks_module()
     with tracking.start_run(name, run_name, tags) as run:
         run.log_params(logged)
         run.log_dataset(
