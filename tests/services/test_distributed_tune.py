@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 from helpers import quick_params
 from optuna.trial import TrialState
@@ -66,7 +67,7 @@ def test_three_workers_one_killed_study_still_completes(services, tmp_path):
             time.sleep(0.3)
             try:
                 trials = _study(repo, services.storage).trials
-            except KeyError:  # the study is not created yet
+            except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # not created, or mid-creation
                 continue
             # mlflow_run_id is set just before training starts: this worker is mid-trial.
             running = [t for t in trials if t.state == TrialState.RUNNING

@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 from helpers import quick_params
 from optuna.trial import TrialState
@@ -72,7 +73,9 @@ def test_resume_after_sigkill_fails_only_the_killed_trial(tmp_path):
             continue
         try:
             trials = optuna.load_study(study_name=name, storage=url).trials
-        except KeyError:
+        except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+            # Not created yet, or the worker is creating the SQLite schema right now (both
+            # sides would run CREATE TABLE): poll again.
             continue
         # Its MLflow run id is set just before training starts: kill mid-training.
         running = [t for t in trials
