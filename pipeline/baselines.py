@@ -957,4 +957,3 @@ def ideal_mask_bound(clean: np.ndarray, degraded: np.ndarray, nperseg: int = 512
     gain = np.clip(np.real(s * np.conj(z)) / (np.abs(z) ** 2 + 1e-20), 0.0, 1.0)
     y = sps.istft(gain * z, nperseg=nperseg, noverlap=3 * nperseg // 4)[1]
     return y[..., :t].astype(np.float32)
-

@@ -178,6 +178,8 @@ class FixedFIR(layers.Layer):
         self.taps = [float(v) for v in taps]
         if len(self.taps) % 2 == 0:
             raise ValueError(f"FixedFIR needs an odd number of taps (got {len(self.taps)})")
+        # conv is a cross-correlation: hence the reversed taps, shaped once for every call.
+        self._kernel = ops.reshape(ops.convert_to_tensor(self.taps[::-1], dtype="float32"), (-1, 1, 1))
 
     def call(self, x):
         half = len(self.taps) // 2
@@ -191,8 +193,7 @@ class FixedFIR(layers.Layer):
         left = 2.0 * first - ops.take(x, left_idx, axis=1)
         right = 2.0 * last - ops.take(x, right_idx, axis=1)
         padded = ops.concatenate([left, x, right], axis=1)
-        kernel = ops.reshape(ops.convert_to_tensor(self.taps[::-1], dtype=x.dtype), (-1, 1, 1))
-        return ops.conv(padded, kernel, padding="valid")  # cross-correlation: hence the reversal
+        return ops.conv(padded, ops.cast(self._kernel, x.dtype), padding="valid")
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -427,7 +428,7 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None, prefilter=None) 
     Conv archs take any T; `frame_length` is only checked (a net whose total stride exceeds the
     frame would see mostly padding at its bottleneck). `mlp` takes exactly `frame_length`.
     `cfg.residual` applies to unet, mlp and the seed net (false gives the notebook's plain net).
-    `prefilter` (unet only; FIR taps, e.g. from `baselines.wiener_fir`) adds the filtered input
+    `prefilter` (unet only; FIR taps, e.g. from `filters.wiener_fir`) adds the filtered input
     as a second input channel; the residual still adds the unfiltered input.
     """
     if prefilter is not None and cfg.arch != "unet":
