@@ -178,7 +178,10 @@ class ModelCfg(Strict):
     batch_norm: bool = False
     residual: bool = True
     normalize: bool = True  # run the net on unit-RMS frames, scale back: level-independent
-    n_fft: int = Field(512, ge=16, le=16_384)  # stft_mask only: window length, hop n_fft/4
+    n_fft: int = Field(512, ge=16, le=16_384)  # stft_mask only: window length
+    # stft_mask only: windows per sample (hop n_fft / stft_overlap); more overlap averages more
+    # mask estimates per sample at proportionally more compute
+    stft_overlap: Literal[2, 4, 8, 16] = 4
     # stft_mask only: also feed each bin's phase advance between frames (tells partials from noise)
     phase_features: bool = False
     mask: Literal["real", "complex"] = "real"  # stft_mask only: complex also turns the phase
@@ -188,6 +191,10 @@ class ModelCfg(Strict):
     # stft_mask only: the mask head also sees the input features (each bin's own level), not
     # only the `filters`-wide summary of the spectrum
     feature_skip: bool = False
+    # stft_mask only: add a learned projection of the input features' and of each hidden
+    # layer's average over the whole frame to every STFT frame: steady partials stand out of
+    # the noise averaged over all frames, which a few-frame kernel cannot see
+    global_context: bool = False
     # unet only: add the input filtered by the training set's Wiener FIR (odd taps; 0 = off)
     # as a second channel; it restores deterministically attenuated bands the net learns slowly
     prefilter_taps: int = Field(0, ge=0, le=4095)
@@ -233,6 +240,13 @@ class TrainCfg(Strict):
     # plateau: constant, halved by lr_patience if set; cosine: decays to 5% as the epochs or the
     # max_seconds budget (whichever ends first) run out, so a budgeted run ends fine-tuning
     lr_schedule: Literal["plateau", "cosine"] = "plateau"
+    # Polyak averaging: validate, keep and save the exponential moving average of the weights
+    # (this momentum per step) instead of the last step's weights (null: off)
+    ema_momentum: float | None = Field(None, gt=0.0, lt=1.0)
+    # compile the training step with XLA. Keras leaves it off on CPU-only machines; it fuses
+    # stft_mask's STFT and elementwise ops (about 2x the steps per second on 2 cores) but not
+    # the U-Net's convolutions (no faster)
+    jit_compile: bool = False
 
     @model_validator(mode="after")
     def _one_schedule(self) -> TrainCfg:

@@ -135,18 +135,19 @@ class Scale(layers.Layer):
 class Spectrogram(layers.Layer):
     """Hann STFT of (b, T, 1) frames -> [real, imag, log-power], each (b, frames, n_fft//2 + 1).
 
-    T must be a multiple of the hop n_fft/4 (`PadToMultiple` sees to it). Both ends are
-    zero-padded by n_fft - hop, so every sample lies under all four overlapping windows and
-    `MaskedISTFT` with a unit mask returns the input exactly, edges included (the usual
-    centre padding of n_fft/2 leaves the outer samples short of one window).
+    T must be a multiple of the hop (default n_fft/4; `PadToMultiple` sees to it). Both ends
+    are zero-padded by n_fft - hop, so every sample lies under all n_fft/hop overlapping
+    windows and `MaskedISTFT` with a unit mask returns the input exactly, edges included (the
+    usual centre padding of n_fft/2 leaves the outer samples short of one window).
     """
 
-    def __init__(self, n_fft: int = 512, **kwargs):
+    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.n_fft = int(n_fft)
+        self.hop = int(hop or n_fft // 4)
 
     def call(self, x):
-        n, hop = self.n_fft, self.n_fft // 4
+        n, hop = self.n_fft, self.hop
         x = ops.pad(x[..., 0], [[0, 0], [n - hop, n - hop]])
         re, im = ops.stft(x, sequence_length=n, sequence_stride=hop, fft_length=n, center=False)
         log_power = ops.log(ops.square(re) + ops.square(im) + 1e-6)
@@ -154,13 +155,13 @@ class Spectrogram(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, t, _ = input_shape
-        hop = self.n_fft // 4
+        hop = self.hop
         frames = None if t is None else (t + 2 * (self.n_fft - hop) - self.n_fft) // hop + 1
         shape = (b, frames, self.n_fft // 2 + 1)
         return shape, shape, shape
 
     def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft}
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
 
 
 @register
@@ -232,23 +233,26 @@ class EdgeBlend(layers.Layer):
 class PhaseAdvance(layers.Layer):
     """Phase advance of each STFT bin between consecutive frames, relative to the bin centre.
 
-    [real, imag] -> (b, frames, 2 * bins): cos and sin of arg(z_t conj z_{t-1}) - 2 pi k hop / n.
+    [real, imag] -> (b, frames, 2 * bins): cos and sin of arg(z_t conj z_{t-1}) - 2 pi k hop / n
+    (hop defaults to n/4).
     A steady partial near bin k advances by a consistent amount from frame to frame; noise does
     not. Log power alone cannot tell a weak partial from noise of the same level; this can. The
     first frame has no predecessor and gets zeros.
     """
 
-    def __init__(self, n_fft: int = 512, **kwargs):
+    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.n_fft = int(n_fft)
+        self.hop = int(hop or n_fft // 4)
 
     def call(self, inputs):
         re, im = inputs
         a, b, c, d = re[:, 1:], im[:, 1:], re[:, :-1], im[:, :-1]
         p, q = a * c + b * d, b * c - a * d  # z_t * conj(z_{t-1})
         norm = ops.sqrt(ops.square(p) + ops.square(q)) + 1e-12
-        # Remove the advance of a partial at the bin centre: 2 pi k hop / n = pi k / 2 (hop n/4).
-        theta = ops.arange(self.n_fft // 2 + 1, dtype=re.dtype) * (math.pi / 2.0)
+        # Remove the advance of a partial at the bin centre: 2 pi k hop / n.
+        step = 2.0 * math.pi * self.hop / self.n_fft
+        theta = ops.arange(self.n_fft // 2 + 1, dtype=re.dtype) * step
         cos_t, sin_t = ops.cos(theta), ops.sin(theta)
         rot_re = (p * cos_t + q * sin_t) / norm
         rot_im = (q * cos_t - p * sin_t) / norm
@@ -260,7 +264,7 @@ class PhaseAdvance(layers.Layer):
         return (b, frames, 2 * bins)
 
     def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft}
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
 
 
 @register
@@ -271,13 +275,14 @@ class MaskedISTFT(layers.Layer):
     which a real mask leaves noisy.
     """
 
-    def __init__(self, n_fft: int = 512, **kwargs):
+    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.n_fft = int(n_fft)
+        self.hop = int(hop or n_fft // 4)
 
     def call(self, inputs):
         re, im, mask = inputs[:3]
-        n, hop = self.n_fft, self.n_fft // 4
+        n, hop = self.n_fft, self.hop
         if len(inputs) == 4:
             mask_im = inputs[3]
             re, im = re * mask - im * mask_im, re * mask_im + im * mask
@@ -289,12 +294,12 @@ class MaskedISTFT(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, frames, _ = input_shape[0]
-        hop = self.n_fft // 4
+        hop = self.hop
         t = None if frames is None else (frames - 1) * hop + self.n_fft - 2 * (self.n_fft - hop)
         return (b, t, 1)
 
     def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft}
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -392,17 +397,30 @@ def _stft_mask_body(x, cfg: ModelCfg):
     Each STFT frame's whole spectrum enters a 1-D conv over time (kernel `kernel_size` frames),
     so the net can use harmonic structure across frequency, which a per-bin Wiener gain cannot.
     The sigmoid head starts open (mask 0.98), so training starts near the identity. About
-    a tenth of a U-Net's multiply-adds per second of audio.
+    a tenth of a U-Net's multiply-adds per second of audio. `global_context` adds, to the first
+    layer's pre-activation and after each hidden layer, a projection of the input's (the
+    layer's) mean over all STFT frames of the frame: one dense layer per frame, nearly free.
     """
-    re, im, log_power = Spectrogram(cfg.n_fft, name="stft")(x)
+    hop = cfg.n_fft // cfg.stft_overlap
+    re, im, log_power = Spectrogram(cfg.n_fft, hop, name="stft")(x)
     features = log_power
     if cfg.phase_features:
-        phase = PhaseAdvance(cfg.n_fft, name="phase")([re, im])
+        phase = PhaseAdvance(cfg.n_fft, hop, name="phase")([re, im])
         features = layers.Concatenate(name="features")([log_power, phase])
     h = features
     for i in range(cfg.depth):
+        h_in = h
         h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
+        if i == 0 and cfg.global_context:  # the input features' frame mean too
+            g = layers.GlobalAveragePooling1D(keepdims=True, name="input_mean")(h_in)
+            g = layers.Dense(cfg.filters, kernel_initializer="zeros", name="input_context")(g)
+            h = layers.Add(name="with_input_context")([h, g])
         h = layers.LeakyReLU(0.2)(h)
+        if cfg.global_context:
+            # Zero-initialised, so the net starts as the one without context.
+            g = layers.GlobalAveragePooling1D(keepdims=True, name=f"frame_mean_{i}")(h)
+            g = layers.Dense(cfg.filters, kernel_initializer="zeros", name=f"context_{i}")(g)
+            h = layers.Add(name=f"with_context_{i}")([h, g])
         if cfg.dropout:
             h = layers.Dropout(cfg.dropout)(h)
     # Start open: mask = sigmoid(4) = 0.982 whatever mask_max is.
@@ -415,11 +433,11 @@ def _stft_mask_body(x, cfg: ModelCfg):
     if cfg.mask_max != 1.0:
         mask = layers.Rescaling(cfg.mask_max, name="mask_range")(mask)
     if cfg.mask == "real":
-        return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask])
+        return MaskedISTFT(cfg.n_fft, hop, name="istft")([re, im, mask])
     # The imaginary part starts at zero, so training starts from the real mask.
     mask_im = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="tanh", name="mask_imag",
                             kernel_initializer="zeros")(h)
-    return MaskedISTFT(cfg.n_fft, name="istft")([re, im, mask, mask_im])
+    return MaskedISTFT(cfg.n_fft, hop, name="istft")([re, im, mask, mask_im])
 
 
 def build_model(cfg: ModelCfg, frame_length: int | None = None, prefilter=None) -> keras.Model:
@@ -453,8 +471,8 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None, prefilter=None) 
 
 def _conv_body(x, cfg: ModelCfg, frame_length: int | None, prefilter=None):
     """Pad to the arch's block size, run its body, crop back: one net for any frame length."""
-    multiple = {"seed_encoder_decoder": 2**4, "unet": 2**cfg.depth, "stft_mask": cfg.n_fft // 4}
-    multiple = multiple[cfg.arch]
+    multiple = {"seed_encoder_decoder": 2**4, "unet": 2**cfg.depth,
+                "stft_mask": cfg.n_fft // cfg.stft_overlap}[cfg.arch]
     if frame_length is not None and multiple > frame_length:
         raise ValueError(
             f"{cfg.arch} works in blocks of {multiple} samples, more than frame_length {frame_length}; "
@@ -564,10 +582,15 @@ def make_loss(train_cfg: TrainCfg, frame_length: int | None = None) -> ReconLoss
 
 
 def make_optimizer(train_cfg: TrainCfg) -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate)
+    """Adam; with `ema_momentum` it also keeps the weights' moving average (see train.fit)."""
+    if train_cfg.ema_momentum is None:
+        return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate)
+    return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, use_ema=True,
+                                 ema_momentum=train_cfg.ema_momentum)
 
 
 def compile_model(model: keras.Model, train_cfg: TrainCfg, frame_length: int | None = None):
     """Compile with the configured loss and Adam; returns the model for chaining."""
-    model.compile(optimizer=make_optimizer(train_cfg), loss=make_loss(train_cfg, frame_length))
+    model.compile(optimizer=make_optimizer(train_cfg), loss=make_loss(train_cfg, frame_length),
+                  jit_compile=train_cfg.jit_compile)
     return model

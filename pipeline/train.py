@@ -236,6 +236,12 @@ def fit(
     builtin = [
         keras.callbacks.TerminateOnNaN(),
         clock_cls(train_cfg.max_seconds),
+    ]
+    if train_cfg.ema_momentum is not None:
+        # Validate on the averaged weights and hand them to the callbacks after it, so
+        # EarlyStopping keeps (and restores) the best averaged weights.
+        builtin.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    builtin += [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
         ),
@@ -323,9 +329,12 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
         )
     # Bit-identical re-runs: measured free on CPU here (these nets were already reproducible
     # there); on a GPU it pins cuDNN to deterministic kernels. Process-wide, hence only here.
+    # It also turns XLA off (jit_compile trains at the plain speed), so XLA runs rely on
+    # XLA's own CPU kernels being deterministic, which they were in our re-runs.
     import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()
+    if not train_cfg.jit_compile:
+        tf.config.experimental.enable_op_determinism()
     train_arrays = tuple(np.asarray(a, dtype=np.float32) for a in train_arrays)
     val_arrays = tuple(np.asarray(a, dtype=np.float32) for a in val_arrays)
     seed = derive_seed(params.base.seed, name)

@@ -76,6 +76,13 @@ def test_prefilter_needs_unet_and_odd_taps():
     assert "prefilter_taps" in msg and "odd" in msg
 
 
+def test_stft_overlap_and_ema_momentum_ranges():
+    msg = _bad(lambda r: r["experiments"]["audio-noise"]["model"].update(stft_overlap=3))
+    assert "experiments.audio-noise.model.stft_overlap" in msg
+    msg = _bad(lambda r: r["experiments"]["audio-noise"]["train"].update(ema_momentum=1.0))
+    assert "experiments.audio-noise.train.ema_momentum" in msg
+
+
 def test_unknown_tunable():
     msg = _bad(lambda r: r["tune"]["space"].update(momentum={"type": "float", "low": 0, "high": 1}))
     assert "momentum" in msg and "learning_rate" in msg

@@ -199,13 +199,18 @@ def test_mlp_residual_starts_as_identity_and_is_level_independent():
     np.testing.assert_allclose(np.asarray(m(5.0 * x, training=False)), 5.0 * y, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("t", [64, 1024])
-@pytest.mark.parametrize("n_fft", [64, 256])
-def test_unit_mask_reconstructs_every_sample_exactly(t, n_fft):
-    # The padding by n_fft - hop keeps the first and last samples under four windows too.
+@pytest.mark.parametrize(
+    "t, n_fft, overlap",
+    # T a multiple of the hop, as PadToMultiple makes it inside the model
+    [(t, n, o) for t in (64, 1024) for n in (64, 256) for o in (2, 4, 8) if t % (n // o) == 0],
+)
+def test_unit_mask_reconstructs_every_sample_exactly(t, n_fft, overlap):
+    # The padding by n_fft - hop keeps the first and last samples under all windows too.
     x = frames(2, t)
-    re, im, _ = Spectrogram(n_fft)(x)
-    y = np.asarray(MaskedISTFT(n_fft)([re, im, keras.ops.ones_like(re)]))
+    hop = n_fft // overlap
+    re, im, _ = Spectrogram(n_fft, hop)(x)
+    assert re.shape[1] == (t + 2 * (n_fft - hop) - n_fft) // hop + 1
+    y = np.asarray(MaskedISTFT(n_fft, hop)([re, im, keras.ops.ones_like(re)]))
     assert y.shape == x.shape
     np.testing.assert_allclose(y, x, atol=1e-5)
 
@@ -226,7 +231,8 @@ def test_stft_mask_any_length_starts_open_and_is_level_independent(t, mask_max):
 def test_new_archs_save_and_load_in_safe_mode(arch, tmp_path):
     extra = {}
     if arch == "stft_mask_phase_complex":
-        arch, extra = "stft_mask", {"phase_features": True, "mask": "complex", "feature_skip": True}
+        arch, extra = "stft_mask", {"phase_features": True, "mask": "complex", "feature_skip": True,
+                                    "global_context": True, "stft_overlap": 8}
     m = build_model(tiny(arch, filters=8, depth=2, n_fft=64, dropout=0.1, **extra), frame_length=128)
     m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
     m.save(tmp_path / "model.keras")
@@ -248,17 +254,20 @@ def test_stft_mask_trains_towards_lower_loss():
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.25, -0.4])
-def test_phase_advance_of_a_steady_partial_is_its_offset_from_the_bin_centre(offset):
-    # A partial offset by `offset` bins advances pi/2 * offset more per hop (n/4) than the centre.
+@pytest.mark.parametrize("overlap", [4, 8])
+def test_phase_advance_of_a_steady_partial_is_its_offset_from_the_bin_centre(offset, overlap):
+    # A partial offset by `offset` bins advances 2 pi / overlap * offset more per hop than the
+    # bin centre does.
     n, k, t = 64, 9, 1024
+    hop = n // overlap
     x = np.sin(2 * np.pi * (k + offset) / n * np.arange(t))[None, :, None].astype(np.float32)
-    re, im, _ = Spectrogram(n)(x)
-    feats = np.asarray(PhaseAdvance(n)([re, im]))
+    re, im, _ = Spectrogram(n, hop)(x)
+    feats = np.asarray(PhaseAdvance(n, hop)([re, im]))
     bins = n // 2 + 1
     assert feats.shape == (1, re.shape[1], 2 * bins)
     np.testing.assert_array_equal(feats[0, 0], 0.0)  # no predecessor
     angle = np.arctan2(feats[0, 8:-8, bins + k], feats[0, 8:-8, k])  # away from the padded edges
-    np.testing.assert_allclose(angle, np.pi / 2 * offset, atol=1e-3)
+    np.testing.assert_allclose(angle, 2 * np.pi / overlap * offset, atol=1e-3)
 
 
 def test_complex_mask_turns_the_phase_and_a_zero_imag_part_is_the_real_mask():
@@ -282,7 +291,8 @@ def test_stft_mask_with_phase_features_and_complex_mask_starts_as_the_real_one()
     x = frames(2, 256)
     plain = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=256)
     rich = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, phase_features=True,
-                            mask="complex", feature_skip=True), frame_length=256)
+                            mask="complex", feature_skip=True, global_context=True),
+                       frame_length=256)
     assert rich.count_params() > plain.count_params()
     np.testing.assert_allclose(np.asarray(rich(x, training=False)), np.asarray(plain(x, training=False)),
                                atol=1e-5)

@@ -1,4 +1,4 @@
-"""train.lr_schedule: the cosine schedule follows epochs or the wall-clock budget."""
+"""train options: the cosine learning-rate schedule, Polyak (EMA) averaging, XLA."""
 
 from __future__ import annotations
 
@@ -38,9 +38,37 @@ def test_cosine_follows_the_time_budget_when_it_ends_first():
                    max_seconds=3.0, patience=1000)
     _, hist = fit(TINY, cfg, (c, d), (c[:32], d[:32]), seed=0)
     assert len(hist["learning_rate"]) < 1000  # stopped by the clock
-    assert hist["learning_rate"][-1] == pytest.approx(5e-5, rel=0.2)  # at the floor by then
+    # Near the 5e-5 floor by then: the last batch began late in the budget (progress > ~0.8,
+    # with room for a slow batch on a loaded machine).
+    lr = np.array(hist["learning_rate"])
+    assert np.all(np.diff(lr) <= 0) and 5e-5 <= lr[-1] < 1.5e-4
 
 
 def test_cosine_and_plateau_halving_exclude_each_other():
     with pytest.raises(ValueError, match="lr_patience"):
         TrainCfg(lr_schedule="cosine", lr_patience=2)
+
+
+def test_ema_weights_are_the_ones_validated_and_returned():
+    c, d = _pairs()
+    cfg = TrainCfg(epochs=3, batch_size=32, learning_rate=3e-3, loss="snr", ema_momentum=0.9,
+                   patience=100)
+    model, hist = fit(TINY, cfg, (c, d), (c[:32], d[:32]), seed=0)
+    # The returned weights score exactly the best val_loss that EarlyStopping saw.
+    assert model.evaluate(d[:32, :, None], c[:32, :, None], verbose=0) == pytest.approx(
+        min(hist["val_loss"]), abs=1e-4)
+    plain, _ = fit(TINY, cfg.model_copy(update={"ema_momentum": None}), (c, d), (c[:32], d[:32]),
+                   seed=0)
+    assert not np.allclose(plain.get_weights()[0], model.get_weights()[0])
+
+
+def test_jit_compiled_training_matches_the_plain_step():
+    # XLA changes the kernels, not the maths: one epoch from the same start agrees closely.
+    c, d = _pairs(64, 256)
+    cfg = ModelCfg(arch="stft_mask", n_fft=64, depth=2, filters=8, global_context=True)
+    tc = TrainCfg(epochs=1, batch_size=32, loss="snr")
+    plain, h_plain = fit(cfg, tc, (c, d), (c[:32], d[:32]), seed=0)
+    jit, h_jit = fit(cfg, tc.model_copy(update={"jit_compile": True}), (c, d), (c[:32], d[:32]),
+                     seed=0)
+    assert jit.jit_compile and not plain.jit_compile
+    np.testing.assert_allclose(h_jit["val_loss"], h_plain["val_loss"], rtol=1e-3)
