@@ -193,7 +193,9 @@ class ModelCfg(Strict):
     feature_skip: bool = False
     # stft_mask only: add a learned projection of the input features' and of each hidden
     # layer's average over the whole frame to every STFT frame: steady partials stand out of
-    # the noise averaged over all frames, which a few-frame kernel cannot see
+    # the noise averaged over all frames, which a few-frame kernel cannot see. It also learns
+    # a generator's one-voice-per-frame statistics: better on synthetic frames, worse on speech
+    # and music (README, Results)
     global_context: bool = False
     # unet only: add the input filtered by the training set's Wiener FIR (odd taps; 0 = off)
     # as a second channel; it restores deterministically attenuated bands the net learns slowly
