@@ -332,8 +332,11 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
     # It also turns XLA off (jit_compile trains at the plain speed), so XLA runs rely on
     # XLA's own CPU kernels being deterministic, which they were in our re-runs.
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the switch Keras reads
 
-    if not train_cfg.jit_compile:
+    if train_cfg.jit_compile:  # an earlier run in this process must not silently drop XLA
+        tf_config.disable_op_determinism()
+    else:
         tf.config.experimental.enable_op_determinism()
     train_arrays = tuple(np.asarray(a, dtype=np.float32) for a in train_arrays)
     val_arrays = tuple(np.asarray(a, dtype=np.float32) for a in val_arrays)

@@ -62,7 +62,20 @@ def test_ema_weights_are_the_ones_validated_and_returned():
     assert not np.allclose(plain.get_weights()[0], model.get_weights()[0])
 
 
-def test_jit_compiled_training_matches_the_plain_step():
+@pytest.fixture
+def no_op_determinism():
+    """Keras compiles without XLA while op determinism is on (a train stage run earlier in
+    this process turns it on), so switch it off for the test and restore it afterwards."""
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    yield
+    if was_on:
+        tf_config.enable_op_determinism()
+
+
+def test_jit_compiled_training_matches_the_plain_step(no_op_determinism):
     # XLA changes the kernels, not the maths: one epoch from the same start agrees closely.
     c, d = _pairs(64, 256)
     cfg = ModelCfg(arch="stft_mask", n_fft=64, depth=2, filters=8, global_context=True)
