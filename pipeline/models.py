@@ -391,6 +391,17 @@ def _mlp_body(x, cfg: ModelCfg, frame_length: int):
     return layers.Add(name="residual")([x, y]) if cfg.residual else y
 
 
+def _add_frame_context(h, source, filters: int, *names: str):
+    """h + Dense(mean of `source` over the frame's STFT frames), broadcast to every one of them.
+
+    Zero-initialised, so a net starts as the one without context. `names`: pool, dense, add.
+    """
+    pool, dense, add = names
+    g = layers.GlobalAveragePooling1D(keepdims=True, name=pool)(source)
+    g = layers.Dense(filters, kernel_initializer="zeros", name=dense)(g)
+    return layers.Add(name=add)([h, g])
+
+
 def _stft_mask_body(x, cfg: ModelCfg):
     """A spectral mask from log-power spectra, applied to the STFT and inverted.
 
@@ -412,15 +423,12 @@ def _stft_mask_body(x, cfg: ModelCfg):
         h_in = h
         h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
         if i == 0 and cfg.global_context:  # the input features' frame mean too
-            g = layers.GlobalAveragePooling1D(keepdims=True, name="input_mean")(h_in)
-            g = layers.Dense(cfg.filters, kernel_initializer="zeros", name="input_context")(g)
-            h = layers.Add(name="with_input_context")([h, g])
+            h = _add_frame_context(h, h_in, cfg.filters, "input_mean", "input_context",
+                                   "with_input_context")
         h = layers.LeakyReLU(0.2)(h)
         if cfg.global_context:
-            # Zero-initialised, so the net starts as the one without context.
-            g = layers.GlobalAveragePooling1D(keepdims=True, name=f"frame_mean_{i}")(h)
-            g = layers.Dense(cfg.filters, kernel_initializer="zeros", name=f"context_{i}")(g)
-            h = layers.Add(name=f"with_context_{i}")([h, g])
+            h = _add_frame_context(h, h, cfg.filters, f"frame_mean_{i}", f"context_{i}",
+                                   f"with_context_{i}")
         if cfg.dropout:
             h = layers.Dropout(cfg.dropout)(h)
     # Start open: mask = sigmoid(4) = 0.982 whatever mask_max is.
