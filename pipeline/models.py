@@ -411,17 +411,24 @@ def _stft_mask_body(x, cfg: ModelCfg):
     a tenth of a U-Net's multiply-adds per second of audio. `global_context` adds, to the first
     layer's pre-activation and after each hidden layer, a projection of the input's (the
     layer's) mean over all STFT frames of the frame: one dense layer per frame, nearly free.
+    `phase_features` adds each bin's phase advance between STFT frames (`PhaseAdvance`) to the
+    first layer through a 1x1 projection.
     """
     hop = cfg.n_fft // cfg.stft_overlap
     re, im, log_power = Spectrogram(cfg.n_fft, hop, name="stft")(x)
-    features = log_power
+    features, phase = log_power, None
     if cfg.phase_features:
         phase = PhaseAdvance(cfg.n_fft, hop, name="phase")([re, im])
         features = layers.Concatenate(name="features")([log_power, phase])
-    h = features
+    h = log_power
     for i in range(cfg.depth):
         h_in = h
         h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
+        if i == 0 and phase is not None:
+            # The phase advances (2 per bin) enter through a 1x1 projection, a third of the
+            # cost of a kernel-3 conv; the next layer compares neighbouring frames anyway.
+            p = layers.Conv1D(cfg.filters, 1, use_bias=False, name="phase_in")(phase)
+            h = layers.Add(name="with_phase")([h, p])
         if i == 0 and cfg.global_context:  # the input features' frame mean too
             h = _add_frame_context(h, h_in, cfg.filters, "input_mean", "input_context",
                                    "with_input_context")

@@ -296,6 +296,10 @@ def test_stft_mask_with_phase_features_and_complex_mask_starts_as_the_real_one()
     assert rich.count_params() > plain.count_params()
     np.testing.assert_allclose(np.asarray(rich(x, training=False)), np.asarray(plain(x, training=False)),
                                atol=1e-5)
+    # The phase advances (2 per bin) skip the wide conv: a 1x1 projection adds them.
+    bins = 64 // 2 + 1
+    assert tuple(rich.get_layer("conv_0").kernel.shape) == (5, bins, 8)
+    assert tuple(rich.get_layer("phase_in").kernel.shape) == (1, 2 * bins, 8)
     with pytest.raises(ValueError, match="mask"):
         ModelCfg(arch="stft_mask", mask="polar")
 
