@@ -131,8 +131,21 @@ class Scale(layers.Layer):
         return {**super().get_config(), "divide": self.divide}
 
 
+class _STFTLayer(layers.Layer):
+    """Shared by the STFT layers: window `n_fft` and `hop` (n_fft/4 by default, which saved
+    models from before the hop was configurable rely on)."""
+
+    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_fft = int(n_fft)
+        self.hop = int(hop or n_fft // 4)
+
+    def get_config(self):
+        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
+
+
 @register
-class Spectrogram(layers.Layer):
+class Spectrogram(_STFTLayer):
     """Hann STFT of (b, T, 1) frames -> [real, imag, log-power], each (b, frames, n_fft//2 + 1).
 
     T must be a multiple of the hop (default n_fft/4; `PadToMultiple` sees to it). Both ends
@@ -140,11 +153,6 @@ class Spectrogram(layers.Layer):
     windows and `MaskedISTFT` with a unit mask returns the input exactly, edges included (the
     usual centre padding of n_fft/2 leaves the outer samples short of one window).
     """
-
-    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.n_fft = int(n_fft)
-        self.hop = int(hop or n_fft // 4)
 
     def call(self, x):
         n, hop = self.n_fft, self.hop
@@ -159,9 +167,6 @@ class Spectrogram(layers.Layer):
         frames = None if t is None else (t + 2 * (self.n_fft - hop) - self.n_fft) // hop + 1
         shape = (b, frames, self.n_fft // 2 + 1)
         return shape, shape, shape
-
-    def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
 
 
 @register
@@ -230,7 +235,7 @@ class EdgeBlend(layers.Layer):
 
 
 @register
-class PhaseAdvance(layers.Layer):
+class PhaseAdvance(_STFTLayer):
     """Phase advance of each STFT bin between consecutive frames, relative to the bin centre.
 
     [real, imag] -> (b, frames, 2 * bins): cos and sin of arg(z_t conj z_{t-1}) - 2 pi k hop / n
@@ -239,11 +244,6 @@ class PhaseAdvance(layers.Layer):
     not. Log power alone cannot tell a weak partial from noise of the same level; this can. The
     first frame has no predecessor and gets zeros.
     """
-
-    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.n_fft = int(n_fft)
-        self.hop = int(hop or n_fft // 4)
 
     def call(self, inputs):
         re, im = inputs
@@ -263,22 +263,14 @@ class PhaseAdvance(layers.Layer):
         b, frames, bins = input_shape[0]
         return (b, frames, 2 * bins)
 
-    def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
-
 
 @register
-class MaskedISTFT(layers.Layer):
+class MaskedISTFT(_STFTLayer):
     """Apply a mask to an STFT and invert it: [real, imag, mask(, mask_imag)] -> (b, T', 1).
 
     With a fourth input the mask is complex (mask + j mask_imag): it can also turn the phase,
     which a real mask leaves noisy.
     """
-
-    def __init__(self, n_fft: int = 512, hop: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.n_fft = int(n_fft)
-        self.hop = int(hop or n_fft // 4)
 
     def call(self, inputs):
         re, im, mask = inputs[:3]
@@ -297,9 +289,6 @@ class MaskedISTFT(layers.Layer):
         hop = self.hop
         t = None if frames is None else (frames - 1) * hop + self.n_fft - 2 * (self.n_fft - hop)
         return (b, t, 1)
-
-    def get_config(self):
-        return {**super().get_config(), "n_fft": self.n_fft, "hop": self.hop}
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -416,10 +405,7 @@ def _stft_mask_body(x, cfg: ModelCfg):
     """
     hop = cfg.n_fft // cfg.stft_overlap
     re, im, log_power = Spectrogram(cfg.n_fft, hop, name="stft")(x)
-    features, phase = log_power, None
-    if cfg.phase_features:
-        phase = PhaseAdvance(cfg.n_fft, hop, name="phase")([re, im])
-        features = layers.Concatenate(name="features")([log_power, phase])
+    phase = PhaseAdvance(cfg.n_fft, hop, name="phase")([re, im]) if cfg.phase_features else None
     h = log_power
     for i in range(cfg.depth):
         h_in = h
@@ -442,7 +428,8 @@ def _stft_mask_body(x, cfg: ModelCfg):
     open_fraction = 1.0 / (1.0 + math.exp(-4.0)) / cfg.mask_max
     bias = math.log(open_fraction / (1.0 - open_fraction))
     if cfg.feature_skip:  # each bin's own features reach the mask head directly
-        h = layers.Concatenate(name="skip")([h, features])
+        features = [log_power] if phase is None else [log_power, phase]
+        h = layers.Concatenate(name="skip")([h, *features])
     mask = layers.Conv1D(cfg.n_fft // 2 + 1, 1, activation="sigmoid", name="mask",
                          kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(bias))(h)
     if cfg.mask_max != 1.0:
