@@ -6,17 +6,17 @@ message on stderr and exit code 2; heavy libraries are imported inside the comma
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .config import ParamsError, load_params
+from .config import load_params
+from .console import friendly, out
+from .stages import STAGE_COMMANDS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,47 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="audiorecon: train neural networks that reconstruct degraded audio (DVC + Keras + MLflow).",
 )
-err = Console(stderr=True)
-out = Console()
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file to validate and use")]
 ExpOpt = Annotated[str, typer.Option("--experiment", "-e", help="experiment name from params.yaml")]
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'bad input', reported as one line instead of a traceback."""
-    from .data import DataError
-
-    types: list[type[BaseException]] = [ParamsError, DataError, FileNotFoundError]
-    for mod, name in [
-        ("pipeline.audio", "AudioError"),
-        ("pipeline.streaming", "ModelDirError"),
-        ("pipeline.tracking", "TrackingError"),
-        ("pipeline.tune", "TuneError"),
-        ("pipeline.compare", "CompareError"),
-    ]:
-        # A module not yet imported cannot have raised its error; importing it here would load
-        # TensorFlow (via tune/train) just to print a one-line message.
-        module = sys.modules.get(mod)
-        if module is not None and hasattr(module, name):
-            types.append(getattr(module, name))
-    return tuple(types)
-
-
-def friendly(fn):
-    """Run a command; print user errors as one line and exit 2 (1 for anything unexpected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except _user_errors() as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _fmt(cfg) -> str:
@@ -99,85 +61,8 @@ def check(params: ParamsOpt = Path("params.yaml")) -> None:
               f"sampler={t.sampler} pruner={t.pruner} space={sorted(t.space)}")
 
 
-@app.command()
-@friendly
-def generate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stage generate@E: write data/E/ (clean and degraded splits, manifest, digest)."""
-    from .generate import generate_experiment
-
-    p = _params(params)
-    p.experiment(experiment)
-    rec = generate_experiment(p, experiment)
-    out.print(f"data/{experiment}: digest {rec['digest']} sizes {rec['sizes']}")
-
-
-@app.command()
-@friendly
-def train(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stage train@E: fit the model, write models/E/{model.keras,meta.json,history.csv}."""
-    from .train import train_experiment
-
-    p = _params(params)
-    p.experiment(experiment)
-    meta = train_experiment(p, experiment, Path("."))
-    out.print(f"models/{experiment}: best val loss {meta.get('best_val_loss')} "
-              f"(epoch {meta.get('best_epoch')}), run {meta.get('mlflow_run_id')}")
-
-
-@app.command()
-@friendly
-def tune(
-    experiment: ExpOpt,
-    params: ParamsOpt = Path("params.yaml"),
-    storage: Annotated[str | None, typer.Option(
-        help="Optuna storage URL (default: OPTUNA_STORAGE, then params, then a local file)")] = None,
-    n_trials: Annotated[int | None, typer.Option(help="trials to add (default: params)")] = None,
-    workers: Annotated[int | None, typer.Option(help="local worker processes")] = None,
-) -> None:
-    """Stage tune@E: run/continue the Optuna study, write reports/E/best_params.yaml."""
-    from .tune import tune_experiment
-
-    p = _params(params)
-    p.experiment(experiment)
-    res = tune_experiment(p, experiment, Path("."), storage=storage, n_trials=n_trials,
-                          workers=workers)
-    out.print(f"reports/{experiment}/best_params.yaml: {res}")
-
-
-@app.command()
-@friendly
-def evaluate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stage evaluate@E: score the model against classical baselines and the oracle."""
-    from .evaluate import evaluate_experiment
-
-    p = _params(params)
-    p.experiment(experiment)
-    m = evaluate_experiment(p, experiment, Path("."))
-    out.print(f"reports/{experiment}/metrics.json: model gain {m.get('model_gain_db')} dB")
-
-
-@app.command()
-@friendly
-def summary(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stage summary: reports/summary.csv and summary.md over all experiments."""
-    from .evaluate import write_summary
-
-    p = _params(params)
-    table = write_summary(p, Path("."))
-    out.print(table.to_string(), highlight=False, soft_wrap=True)
-
-
-@app.command()
-@friendly
-def report(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Stage report: reports/index.html with figures and audio of every evaluated experiment."""
-    from .report import build_report
-
-    p = _params(params)
-    res = build_report(p, Path("."), params_path=params)
-    out.print(f"{res['path']}: {len(res['experiments'])} experiments "
-              f"({', '.join(res['experiments'])}); reports/ holds {res['bytes'] / 1e6:.1f} MB",
-              highlight=False)
+for _command in STAGE_COMMANDS:  # the DVC stages, also as `audiorecon <stage>`
+    app.command()(_command)
 
 
 @app.command()

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +33,63 @@ class ParamsError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __getattribute__(self, name: str) -> Any:
+        # Only while a test records reads (record_reads): costs one list check otherwise.
+        if _RECORDERS and not name.startswith("_"):
+            _note_read(self, name)
+        return super().__getattribute__(name)
+
+
+# ----------------------------------------------------------------------------- read recording
+# The dvc.yaml test runs each stage inside record_reads() and checks that every params key the
+# stage read is one its `params:` list declares. Reads are keyed by the dotted path of the
+# object read from, indexed once from the validated Params (derived copies are not params).
+_RECORDERS: list[set[str]] = []
+_PATHS: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _note_read(obj: BaseModel, name: str) -> None:
+    entry = _PATHS.get(id(obj))
+    if entry is None or entry[0]() is not obj:
+        return
+    path = entry[1]
+    if name in ("model_dump", "model_dump_json"):
+        key = path  # the whole block
+    elif name in type(obj).model_fields:
+        value = object.__getattribute__(obj, name)
+        if isinstance(value, (BaseModel, dict)):
+            return  # a block: only what is read from it counts
+        key = f"{path}.{name}" if path else name
+    else:
+        return
+    for reads in _RECORDERS:
+        reads.add(key)
+
+
+def _index(obj: BaseModel, path: str) -> None:
+    _PATHS[id(obj)] = (weakref.ref(obj), path)
+    for name in type(obj).model_fields:
+        value = object.__getattribute__(obj, name)
+        sub = f"{path}.{name}" if path else name
+        if isinstance(value, BaseModel):
+            _index(value, sub)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    _index(item, f"{sub}.{key}")
+
+
+@contextmanager
+def record_reads(params: Params) -> Iterator[set[str]]:
+    """Collect the dotted params keys read from `params` inside the block (tests only)."""
+    _index(params, "")
+    reads: set[str] = set()
+    _RECORDERS.append(reads)
+    try:
+        yield reads
+    finally:
+        _RECORDERS.remove(reads)
 
 
 def _range(lo: float, hi: float):
@@ -235,12 +295,14 @@ class TrainCfg(Strict):
     patience: int = Field(4, ge=1, le=1000)
     # Halve the learning rate after this many epochs without a better val_loss (null: constant).
     lr_patience: int | None = Field(None, ge=1, le=1000)
+    # Exploration only: stop after the epoch that crosses this many seconds. Results then
+    # depend on machine load; meta.json and MLflow say so. No default experiment sets it.
     max_seconds: float | None = Field(None, gt=0)
     # noise degradations only: every epoch, pair each clean frame with another training frame's
     # noise, rescaled to its own noise level (same SNRs, fresh combinations: less overfitting)
     remix_noise: bool = False
-    # plateau: constant, halved by lr_patience if set; cosine: decays to 5% as the epochs or the
-    # max_seconds budget (whichever ends first) run out, so a budgeted run ends fine-tuning
+    # plateau: constant, halved by lr_patience if set; cosine: decays to 5% over the run's
+    # optimizer steps (epochs x batches per epoch)
     lr_schedule: Literal["plateau", "cosine"] = "plateau"
     # Polyak averaging: validate, keep and save the exponential moving average of the weights
     # (this momentum per step) instead of the last step's weights (null: off)
@@ -329,7 +391,12 @@ TUNABLE = {
 
 class TuneCfg(Strict):
     enabled: bool = True
-    n_trials: int = Field(4, ge=0, le=100_000)
+    # the experiments whose train stage applies a study's best values; the others train on
+    # params.yaml's values and have no tune stage (dvc.yaml's tune foreach lists the same)
+    experiments: list[str] = []
+    # the study size the tune stage brings each study up to (finished trials, resumed after a
+    # kill); `audiorecon tune --n-trials N` adds N more for exploration
+    n_trials: int = Field(20, ge=0, le=100_000)
     timeout: float | None = Field(None, gt=0)
     workers: int = Field(1, ge=1, le=64)
     sampler: Literal["tpe", "random"] = "tpe"
@@ -341,6 +408,13 @@ class TuneCfg(Strict):
     # train uses the study's best values only once it holds this many finished trials: the
     # best of a few short trials is noise, and short trials favour fast starters.
     min_trials: int = Field(20, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _counts(self) -> TuneCfg:
+        if self.enabled and self.experiments and self.n_trials < self.min_trials:
+            raise ValueError(f"n_trials ({self.n_trials}) is below min_trials ({self.min_trials}): "
+                             "train would ignore the study; raise n_trials or lower min_trials")
+        return self
     space: dict[str, SearchDim] = {}
 
     @field_validator("space")
@@ -392,6 +466,18 @@ class Params(Strict):
                 raise ValueError(f"experiment name `{name}` may use letters, digits, - and _ only")
         return v
 
+    @model_validator(mode="after")
+    def _tuned_exist(self) -> Params:
+        unknown = [n for n in self.tune.experiments if n not in self.experiments]
+        if unknown:
+            raise ValueError(f"tune.experiments: {unknown} not in experiments "
+                             f"({', '.join(self.experiments)})")
+        return self
+
+    def tunes(self, name: str) -> bool:
+        """Whether experiment `name` tunes: its train stage applies the study's best values."""
+        return self.tune.enabled and name in self.tune.experiments
+
     def experiment(self, name: str) -> Experiment:
         """The experiment `name`, with the quick caps applied when base.quick is on."""
         if name not in self.experiments:
@@ -418,6 +504,8 @@ class Params(Strict):
         return self.tune.model_copy(
             update={
                 "n_trials": min(self.tune.n_trials, q.n_trials),
+                # the smoke study counts too, so quick runs exercise tuned training
+                "min_trials": min(self.tune.min_trials, q.n_trials),
                 "epochs": min(self.tune.epochs, q.tune_epochs),
                 "max_train_frames": min(self.tune.max_train_frames, q.train),
                 "max_val_frames": min(self.tune.max_val_frames, q.val),

@@ -370,7 +370,8 @@ def _parent_run(train_run_id: str | None) -> str | None:
 
 
 def _log_run(params: Params, name: str, root: Path, stage: Path, metrics: dict[str, Any],
-             methods: pd.DataFrame) -> str | None:
+             methods: pd.DataFrame, test_frames: tuple[np.ndarray, np.ndarray],
+             model_id: str | None) -> str | None:
     """Log the evaluation run and its artifacts; return its id (None when tracking is off).
 
     metrics.json is written into `stage` here because it carries the run's own id.
@@ -390,7 +391,11 @@ def _log_run(params: Params, name: str, root: Path, stage: Path, metrics: dict[s
         run.log_params({"signal": exp.signal.model_dump(mode="json"),
                         "degradation": exp.degradation.model_dump(mode="json"),
                         "lsd_n_fft": metrics["lsd_n_fft"]})
-        run.log_metrics(_flat_numbers(metrics, methods))
+        test_c, test_d = test_frames
+        dataset = run.log_dataset(test_d, test_c, metrics["data_digest"], name=f"{name}-test",
+                                  source=root / "data" / name, context="evaluation")
+        # Linked to the logged model and the test set: MLflow's model page lists these scores.
+        run.log_metrics(_flat_numbers(metrics, methods), model_id=model_id, dataset=dataset)
         (stage / "metrics.json").write_text(_json({**metrics, "mlflow_run_id": run.run_id}))
         for path in sorted(stage.rglob("*")):
             if path.is_file():
@@ -415,6 +420,17 @@ def _clean_json(v: Any) -> Any:
 
 def _json(d: dict[str, Any]) -> str:
     return json.dumps(_clean_json(d), indent=2) + "\n"
+
+
+KEY_METRICS_FILE = "key_metrics.json"
+# The few numbers a person compares across runs: DVC's declared metrics (`dvc exp show`).
+KEY_METRICS = ("model_gain_db", "best_classical_gain_db", "model_minus_best_classical_db",
+               "model_snr_median_db", "oracle_gain_db", "bound_gain_db")
+
+
+def key_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's headline numbers (those that apply to this experiment)."""
+    return {k: metrics[k] for k in KEY_METRICS if metrics.get(k) is not None}
 
 
 def _publish(stage: Path, out: Path, names: list[str]) -> None:
@@ -562,8 +578,10 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         if by_f is not None:
             by_f.to_csv(stage / "figures" / "gain_by_frequency.csv", index=False,
                         float_format="%.6g")
-        metrics["mlflow_run_id"] = _log_run(params, name, root, stage, metrics, methods)
-        _publish(stage, out, ["methods.csv", "gain_by_snr.csv", "metrics.json"])
+        metrics["mlflow_run_id"] = _log_run(params, name, root, stage, metrics, methods,
+                                            (test_c, test_d), meta.get("mlflow_model_id"))
+        (stage / KEY_METRICS_FILE).write_text(_json(key_metrics(metrics)))
+        _publish(stage, out, ["methods.csv", "gain_by_snr.csv", KEY_METRICS_FILE, "metrics.json"])
     return _clean_json(metrics)
 
 

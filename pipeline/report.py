@@ -442,9 +442,9 @@ def build_report(params: Params, root: str | os.PathLike[str] = ".",
     """Write reports/index.html and reports/report/; returns the path, experiments and size."""
     root = Path(root).resolve()
     exps = collect(params, root)
-    from .tracking import git_commit, resolve_uri
+    from .tracking import git_commit, portable_uri, resolve_uri
 
-    uri = resolve_uri(params.tracking, root)
+    uri = portable_uri(resolve_uri(params.tracking, root), root)  # no machine paths in the page
     ppath = Path(params_path) if params_path else root / "params.yaml"
     from .tracking import mask_passwords
 

@@ -41,6 +41,8 @@ CHECK_TIMEOUT_S = 5
 # default retries (minutes per call): these apply unless the user set the variables.
 OPTIONAL_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
 _DVC_TEMP = (".dvc", "tmp", "exps")
+# MLflow 3's UI opens an experiment by its kind; untagged ones land on the GenAI overview.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class TrackingError(RuntimeError):
@@ -70,6 +72,19 @@ def resolve_uri(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> 
     if cfg is not None and cfg.uri:
         return cfg.uri
     return f"sqlite:///{repo_root(root) / DB_FILE}"
+
+
+def portable_uri(uri: str, root: str | os.PathLike[str] = ".") -> str:
+    """`uri` as every clone would write it: paths under the repository relative to it
+    (``sqlite:///mlflow.db``, ``journal:optuna/E.journal``), passwords masked.
+
+    For committed files, which must not carry the absolute paths of the machine that wrote them.
+    """
+    repo = repo_root(root).as_posix().rstrip("/") + "/"
+    for prefix in ("sqlite:///", "journal:", "file://", ""):
+        if uri.startswith(prefix + repo):
+            return prefix + uri.removeprefix(prefix + repo)
+    return mask_passwords(uri)
 
 
 def is_local_backend(uri: str) -> bool:
@@ -202,13 +217,16 @@ def get_or_create_experiment(experiment: str) -> str:
         if _STATE.artifacts is not None:
             location = (_STATE.artifacts / experiment).as_uri()
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
         except mlflow.exceptions.MlflowException:
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    for key, value in EXPERIMENT_TAGS.items():  # experiments made before the tag existed
+        if exp.tags.get(key) != value:
+            client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
 
 
@@ -304,9 +322,12 @@ class RunHandle:
     def log_params(self, params: Mapping[str, Any]) -> None:
         self._call("logging params", mlflow.log_params, flatten_params(params))
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    model_id: str | None = None, dataset: Any = None) -> None:
+        """`model_id` and `dataset` link the values to a logged model and a logged dataset."""
+        links = {k: v for k, v in (("model_id", model_id), ("dataset", dataset)) if v is not None}
         self._call("logging metrics", mlflow.log_metrics,
-                   {k: float(v) for k, v in metrics.items()}, step=step)
+                   {k: float(v) for k, v in metrics.items()}, step=step, **links)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self._call("setting tags", mlflow.set_tags, dict(tags))
@@ -325,14 +346,15 @@ class RunHandle:
         name: str,
         source: str | os.PathLike[str],
         context: str = "training",
-    ) -> None:
+    ) -> Any:
         """Record the frames a model saw: MLflow stores the digest, shape and schema, not data.
+        Returns the MLflow dataset (None when tracking is off), for metrics linked to it.
 
         MLflow's dataset digest column holds 36 characters, so the sha256 is cut to 32 hex
         digits there; the full digest travels in the `data_digest` tag.
         """
         if not self.active:
-            return
+            return None
         with warnings.catch_warnings():
             # A local path matches both the "" and "file" source classes; either is right.
             warnings.filterwarnings("ignore", message=".*interpreted in multiple ways.*")
@@ -344,8 +366,9 @@ class RunHandle:
                 digest=digest[:32],
             )
         self._call("logging the dataset", mlflow.log_input, ds, context=context)
+        return ds if self.active else None
 
-    def log_keras_model(self, model: Any, example: np.ndarray, name: str = "model") -> None:
+    def log_keras_model(self, model: Any, example: np.ndarray, name: str = "model") -> str | None:
         """Log `model` with a signature; the input example goes in as a plain run artifact.
 
         ``log_model(input_example=...)`` crashes in MLflow 3.17's keras flavor (it writes the
@@ -353,7 +376,7 @@ class RunHandle:
         axis is left free (-1) because the nets accept frames of any length.
         """
         if not self.active:
-            return
+            return None
         import numpy as np
         from mlflow.models import ModelSignature
         from mlflow.types import Schema, TensorSpec
@@ -361,9 +384,11 @@ class RunHandle:
         example = np.asarray(example, dtype=np.float32)
         spec = TensorSpec(np.dtype(np.float32), (-1, -1, 1))
         signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
-        self._call("logging the model", mlflow.keras.log_model, model, name=name,
-                   signature=signature, pip_requirements=_pip_requirements())
+        logged: list[Any] = []
+        self._call("logging the model", lambda: logged.append(mlflow.keras.log_model(
+            model, name=name, signature=signature, pip_requirements=_pip_requirements())))
         self.log_dict({"inputs": example.tolist()}, "input_example.json")
+        return getattr(logged[0], "model_id", None) if logged else None
 
 
 def _pip_requirements() -> list[str]:

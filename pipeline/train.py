@@ -34,7 +34,7 @@ from pipeline.data import DataError, atomic_dir, load_split, make_dataset, read_
 
 STAGE = "train"
 BEST_PARAMS = "best_params.yaml"
-_BEST_PARAMS_META = ("source", "study", "storage", "best_value", "n_trials")
+_BEST_PARAMS_META = ("source", "study", "storage", "best_value", "untuned_value", "n_trials")
 
 
 # ----------------------------------------------------------------------------- config
@@ -76,9 +76,9 @@ def effective_config(
 ) -> tuple[ModelCfg, TrainCfg, dict[str, Any]]:
     """The model/train config to use, and where it came from.
 
-    params.yaml (with quick caps) is the base; when tune.enabled and the tune stage left
-    ``reports/<name>/best_params.yaml`` from a study of at least ``tune.min_trials`` finished
-    trials, its values override the matching keys.
+    params.yaml (with quick caps) is the base. An experiment listed in ``tune.experiments``
+    takes the tunables of its study's best trial from ``reports/<name>/best_params.yaml``,
+    once the study holds ``tune.min_trials`` finished trials.
     """
     exp = params.experiment(name)
     model_cfg, train_cfg = exp.model, exp.train
@@ -88,16 +88,23 @@ def effective_config(
         "path": None,
         "study": None,
         "best_value": None,
+        "untuned_value": None,
         "overrides": {},
     }
-    path = best_params_path(root, name)
-    if not params.tune.enabled or not path.is_file():
+    if not params.tunes(name):
         return model_cfg, train_cfg, source
+    path = best_params_path(root, name)
+    if not path.is_file():
+        raise DataError(f"{path} is missing, and tune.experiments lists {name}: run "
+                        f"`dvc repro tune@{name}` (or take {name} out of tune.experiments)")
     best = read_best_params(path)
+    source.update(study=best.get("study"), best_value=best.get("best_value"),
+                  untuned_value=best.get("untuned_value"))
     n_done = best.get("n_trials")
-    if best.get("source") == "optuna" and n_done is not None and n_done < params.tune.min_trials:
+    min_trials = params.tune_settings().min_trials
+    if best.get("source") == "optuna" and n_done is not None and n_done < min_trials:
         source["source"] = (
-            f"params.yaml (study {best.get('study')} has {n_done} of the {params.tune.min_trials} "
+            f"params.yaml (study {best.get('study')} has {n_done} of the {min_trials} "
             "finished trials tune.min_trials asks for before its values are used)"
         )
         return model_cfg, train_cfg, source
@@ -114,12 +121,40 @@ def effective_config(
     source.update(
         source=best.get("source") or "optuna",
         tuned=bool(overrides) and best.get("source") != "untuned",
-        path=str(path),
-        study=best.get("study"),
-        best_value=best.get("best_value"),
+        path=best_params_path(".", name).as_posix(),
         overrides=overrides,
     )
     return model_cfg, train_cfg, source
+
+
+def set_determinism(jit_compile: bool) -> None:
+    """Bit-identical re-runs on one machine, whatever else it runs.
+
+    Op determinism pins TF's kernels to deterministic reductions (free on CPU here; on a GPU
+    it pins cuDNN). It excludes XLA, so an XLA run relies on XLA's CPU kernels, which were
+    deterministic in our re-runs (the slow test compares weights). Process-wide: set per stage.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the switch Keras reads
+
+    if jit_compile:  # an earlier run in this process must not silently drop XLA
+        tf_config.disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on, for meta.json and MLflow."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "scipy", "optuna", "mlflow",
+                "dvc", "pandas", "pydantic"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -128,10 +163,10 @@ def _callbacks_module():
     import keras
 
     class EpochClock(keras.callbacks.Callback):
-        """Adds `epoch_seconds` to the epoch logs and stops after the epoch crossing the budget.
+        """Adds `epoch_seconds` to the epoch logs; with `max_seconds` (exploration only) it
+        stops after the epoch crossing that budget and sets `out_of_time`.
 
-        Keras' own callbacks cannot stop on wall-clock time; a budget keeps tuning trials and
-        CI runs bounded whatever the data size.
+        The seconds are a record of the run, never an input to it, unless max_seconds is set.
         """
 
         def __init__(self, max_seconds: float | None):
@@ -140,16 +175,17 @@ def _callbacks_module():
             self.out_of_time = False
 
         def on_train_begin(self, logs=None):
-            self._t0 = time.perf_counter()
+            self._elapsed = 0.0  # summed epoch times, as meta.json's train_seconds
 
         def on_epoch_begin(self, epoch, logs=None):
             self._te = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            now = time.perf_counter()
+            seconds = time.perf_counter() - self._te
+            self._elapsed += seconds
             if logs is not None:
-                logs["epoch_seconds"] = now - self._te
-            if self.max_seconds is not None and now - self._t0 >= self.max_seconds:
+                logs["epoch_seconds"] = seconds
+            if self.max_seconds is not None and self._elapsed >= self.max_seconds:
                 self.out_of_time = True
                 self.model.stop_training = True
 
@@ -165,27 +201,19 @@ def _callbacks_module():
             self.run.log_metrics(finite, step=epoch + 1)
 
     class CosineSchedule(keras.callbacks.Callback):
-        """Cosine decay of the learning rate from its start value to `floor` times it.
+        """Cosine decay of the learning rate over `total_steps` optimizer steps, from its start
+        value to `floor` times it; set every batch, so it depends on nothing but the step."""
 
-        Progress is the larger of elapsed / max_seconds and steps / (epochs * steps_per_epoch),
-        so under a wall-clock budget the rate reaches its floor as the time runs out rather than
-        at an epoch count the budget never allows; updated every batch.
-        """
-
-        def __init__(self, max_seconds: float | None, total_steps: int, floor: float = 0.05):
+        def __init__(self, total_steps: int, floor: float = 0.05):
             super().__init__()
-            self.max_seconds, self.total_steps, self.floor = max_seconds, max(1, total_steps), floor
+            self.total_steps, self.floor = max(1, total_steps), floor
             self.step = 0
 
         def on_train_begin(self, logs=None):
-            self._t0 = time.perf_counter()
             self.lr0 = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
         def on_train_batch_begin(self, batch, logs=None):
-            progress = self.step / self.total_steps
-            if self.max_seconds:
-                progress = max(progress, (time.perf_counter() - self._t0) / self.max_seconds)
-            progress = min(progress, 1.0)
+            progress = min(self.step / self.total_steps, 1.0)
             factor = self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
             self.model.optimizer.learning_rate.assign(self.lr0 * factor)
             self.step += 1
@@ -248,7 +276,7 @@ def fit(
     ]
     if train_cfg.lr_schedule == "cosine":
         steps = -(-int(np.shape(clean)[0]) // train_cfg.batch_size) * (epochs or train_cfg.epochs)
-        builtin.append(cosine_cls(train_cfg.max_seconds, steps))
+        builtin.append(cosine_cls(steps))
     elif train_cfg.lr_patience is not None:
         builtin.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=train_cfg.lr_patience, min_lr=1e-5
@@ -290,6 +318,14 @@ def summarize_history(history: dict[str, list[float]], n_train: int) -> dict[str
     }
 
 
+def stop_reason(summary: dict[str, Any], train_cfg: TrainCfg) -> str:
+    """Why training ended: `epochs` (the budget), `early_stopping`, or `wall_clock` (only
+    when the exploration option train.max_seconds was set and ran out)."""
+    if train_cfg.max_seconds and summary["train_seconds"] >= train_cfg.max_seconds:
+        return "wall_clock"
+    return "early_stopping" if summary["epochs_run"] < train_cfg.epochs else "epochs"
+
+
 def _verbosity() -> int:
     """Silent in CI and when piped; Keras' one-line-per-epoch summary on a terminal."""
     if os.environ.get("CI") or not sys.stdout.isatty():
@@ -327,17 +363,7 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
             f"{data_dir}: frames are {t_len} samples, params say frame_length "
             f"{exp.frame_length}; run `dvc repro generate@{name}`"
         )
-    # Bit-identical re-runs: measured free on CPU here (these nets were already reproducible
-    # there); on a GPU it pins cuDNN to deterministic kernels. Process-wide, hence only here.
-    # It also turns XLA off (jit_compile trains at the plain speed), so XLA runs rely on
-    # XLA's own CPU kernels being deterministic, which they were in our re-runs.
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config  # the switch Keras reads
-
-    if train_cfg.jit_compile:  # an earlier run in this process must not silently drop XLA
-        tf_config.disable_op_determinism()
-    else:
-        tf.config.experimental.enable_op_determinism()
+    set_determinism(train_cfg.jit_compile)
     train_arrays = tuple(np.asarray(a, dtype=np.float32) for a in train_arrays)
     val_arrays = tuple(np.asarray(a, dtype=np.float32) for a in val_arrays)
     seed = derive_seed(params.base.seed, name)
@@ -355,17 +381,22 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
         "base": {"seed": params.base.seed, "quick": params.base.quick},
         "seed": seed,
         "tune": {"tuned": source["tuned"], "source": source["source"]},
+        "budget": "wall_clock" if train_cfg.max_seconds else "epochs",
     }
+    versions = library_versions()
     p_hash = tracking.params_hash(logged)
-    tags = tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root)
+    tags = {**tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root),
+            "budget": logged["budget"]}
     run_name = f"{STAGE}/{name}" + (f" ({tags['dvc_exp_name']})" if "dvc_exp_name" in tags else "")
 
     _, logger_cls, _ = _callbacks_module()
     with tracking.start_run(name, run_name, tags) as run:
-        run.log_params(logged)
+        run.log_params({**logged, "versions": versions})
         run.log_dataset(
             train_arrays[1], train_arrays[0], digest, name=f"{name}-train", source=data_dir
         )
+        run.log_dataset(val_arrays[1], val_arrays[0], digest, name=f"{name}-val",
+                        source=data_dir, context="validation")
         model, history = fit(
             model_cfg,
             train_cfg,
@@ -376,8 +407,13 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
             verbose=_verbosity(),
         )
         summary = summarize_history(history, n_train=len(train_arrays[0]))
-        run.log_metrics({k: v for k, v in summary.items() if v is not None})
-        run.log_keras_model(model, example=val_arrays[1][:2, :, None])
+        summary["stopped_by"] = stop_reason(summary, train_cfg)
+        if source["untuned_value"] is not None:  # the study's trial of params.yaml's values
+            summary["tune_best_value"] = source["best_value"]
+            summary["tune_untuned_value"] = source["untuned_value"]
+        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        run.set_tags({"stopped_by": summary["stopped_by"]})
+        model_id = run.log_keras_model(model, example=val_arrays[1][:2, :, None])
 
         meta = {
             "experiment": name,
@@ -388,12 +424,16 @@ def train_experiment(params: Params, name: str, root: str | os.PathLike[str] = "
             "model": model_cfg.model_dump(mode="json"),
             "train": train_cfg.model_dump(mode="json"),
             "tuned": source["tuned"],
-            "config_source": {k: source[k] for k in ("source", "path", "study", "best_value")},
+            "config_source": {k: source[k] for k in ("source", "path", "study", "best_value",
+                                                     "untuned_value")},
+            "budget": {"epochs": train_cfg.epochs, "max_seconds": train_cfg.max_seconds},
             "seed": seed,
             "params_hash": p_hash,
             "data_digest": digest,
             "mlflow_run_id": run.run_id,
+            "mlflow_model_id": model_id,
             **summary,
+            "versions": versions,
         }
         with atomic_dir(root / "models" / name) as tmp:
             model.save(tmp / "model.keras")

@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 from pipeline import tracking
 from pipeline.config import TUNABLE, ModelCfg, Params, SearchDim, TrainCfg, TuneCfg
 from pipeline.data import atomic_dir, atomic_write_text, load_split, read_digest
-from pipeline.train import best_params_path, derive_seed, fit
+from pipeline.train import best_params_path, derive_seed, fit, set_determinism
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -53,6 +53,7 @@ HEARTBEAT_S = 10  # AUDIORECON_TUNE_HEARTBEAT_S overrides (tests use 1)
 GRACE_S = 30  # AUDIORECON_TUNE_GRACE_S overrides: a silent trial is FAIL after this
 PRUNER_STARTUP = 2
 _COUNTED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what tune.n_trials / min_trials count
 TPE_STARTUP = 5
 
 
@@ -480,6 +481,7 @@ def _objective(job: _Job, train_arrays, val_arrays):
             state = "FAIL"
             try:
                 model_cfg, train_cfg = apply_values(exp.model, exp.train, values)
+                set_determinism(train_cfg.jit_compile)  # a re-run proposes the same trials
                 with warnings.catch_warnings():  # Keras' note on shuffle=True with a Dataset
                     warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
                     fit(model_cfg, train_cfg, train_arrays, val_arrays, seed=seed,
@@ -679,13 +681,15 @@ def _run_parallel(jobs: list[_Job]) -> list[str]:
 
 # ----------------------------------------------------------------------------- outputs
 def _record(params: dict, source: str, study: str | None, storage: str | None,
-            best_value: float | None, n_trials: int) -> dict[str, Any]:
+            best_value: float | None, n_trials: int,
+            untuned_value: float | None = None) -> dict[str, Any]:
     return {
         "params": params,
         "source": source,
         "study": study,
-        "storage": mask_url(storage) if storage else None,
+        "storage": storage,
         "best_value": best_value,
+        "untuned_value": untuned_value,
         "n_trials": n_trials,
     }
 
@@ -734,7 +738,12 @@ def _write_tune_dir(root: Path, name: str, study: optuna.Study | None) -> list[s
     import pandas as pd
 
     with atomic_dir(root / "reports" / name / "tune") as tmp:
-        df = study.trials_dataframe() if study is not None else pd.DataFrame()
+        # Only what the trials found: their times and worker ids differ from run to run, and
+        # the committed table must be the same for every clone (the study keeps the rest).
+        attrs = ("number", "value", "params", "state", "user_attrs", "intermediate_values")
+        df = study.trials_dataframe(attrs=attrs) if study is not None else pd.DataFrame()
+        df = df.drop(columns=[c for c in df.columns if c.startswith("user_attrs_")
+                              and c != "user_attrs_origin"])
         if df.empty:
             df = pd.DataFrame(columns=["number", "value", "state"])
         df.to_csv(tmp / "trials.csv", index=False)
@@ -773,6 +782,7 @@ def tune_experiment(
     cfg = params.tune_settings()
     n_new = cfg.n_trials if n_trials is None else int(n_trials)
     n_workers = cfg.workers if workers is None else int(workers)
+    top_up = n_trials is None  # the stage: bring the study up to tune.n_trials finished trials
     if n_new < 0 or n_workers < 1:
         raise TuneError(f"need n_trials >= 0 and workers >= 1, got {n_new} and {n_workers}")
     if not cfg.enabled:
@@ -811,6 +821,12 @@ def tune_experiment(
     fail_orphaned_trials(study)
     for values in enqueue:
         study.enqueue_trial(dict(values), user_attrs={"origin": "enqueued"})
+    if top_up:
+        n_new = max(0, n_new - len(study.get_trials(deepcopy=False, states=FINISHED)))
+        if n_new == 0:
+            log.info("tune@%s: study %s already holds %d finished trials", name, sname,
+                     cfg.n_trials)
+            return _finish(params, name, root, study, spec, tracking.RunHandle(None))
 
     n_existing = len(study.trials)
     n_workers = min(n_workers, n_new)
@@ -893,8 +909,10 @@ def _finish(params: Params, name: str, root: Path, study: optuna.Study, spec: st
             "for why they failed (lower the learning-rate range?)"
         )
     best = study.best_trial
-    record = _record(dict(best.params), "optuna", study.study_name, spec, float(best.value),
-                     len(trials))
+    untuned = [t.value for t in done if t.user_attrs.get("origin") == "params.yaml"]
+    n_finished = sum(t.state in FINISHED for t in trials)
+    record = _record(dict(best.params), "optuna", study.study_name, tracking.portable_uri(spec, root),
+                     float(best.value), n_finished, float(untuned[0]) if untuned else None)
     files = _write_tune_dir(root, name, study)
     _write_best(root, name, record)
     folder = root / "reports" / name / "tune"

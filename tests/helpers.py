@@ -21,6 +21,7 @@ def quick_params(tmp: Path, experiments: list[str] | None = None, **overrides) -
     p["tracking"]["uri"] = f"sqlite:///{tmp / 'mlflow.db'}"
     if experiments is not None:
         p["experiments"] = {k: v for k, v in p["experiments"].items() if k in experiments}
+        p["tune"]["experiments"] = [k for k in p["tune"]["experiments"] if k in experiments]
     for dotted, value in overrides.items():
         node = p
         *head, last = dotted.split(".")

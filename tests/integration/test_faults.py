@@ -169,7 +169,8 @@ FAULTS = [
           env={"OPTUNA_STORAGE": f"postgresql+psycopg2://bob:{SECRET}@127.0.0.1:1/optuna"}),
     Fault("storage-unknown-scheme", ["tune", "-e", EXP, "--storage", f"nosuchdb://bob:{SECRET}@h/x"],
           None, "cannot open Optuna storage"),
-    Fault("tracking-unreachable", ["train", "-e", EXP], None,
+    Fault("tracking-unreachable", ["train", "-e", EXP],
+          _best_params("params: {learning_rate: 0.001}\nsource: optuna\nn_trials: 2\n"),
           "MLflow tracking backend http://127.0.0.1:9 unreachable",
           env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
 ]

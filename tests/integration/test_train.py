@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 import pipeline.models  # noqa: F401  (registers the custom layers for load_model)
 from pipeline import tracking
 from pipeline.config import ParamsError, load_params
+from pipeline.data import DataError
 from pipeline.train import derive_seed, effective_config, train_experiment
 
 REAL_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
@@ -48,13 +49,17 @@ def write_fake_dataset(folder: Path, frame_length: int, sizes: dict[str, int], s
 
 
 def make_repo(
-    root: Path, tracking_cfg: dict, tune_enabled: bool = True, train: dict | None = None
+    root: Path, tracking_cfg: dict, tune_enabled: bool = True, train: dict | None = None,
+    tuned: bool = False,
 ) -> Path:
-    """A repo dir with params.yaml derived from the real one (quick, tiny net) and data."""
+    """A repo dir with params.yaml derived from the real one (quick, tiny net) and data.
+
+    `tuned` lists the experiment in tune.experiments (train then needs best_params.yaml)."""
     raw = yaml.safe_load(REAL_PARAMS.read_text())
     raw["base"]["quick"] = True
     raw["tracking"].update(tracking_cfg)
     raw["tune"]["enabled"] = tune_enabled
+    raw["tune"]["experiments"] = [NAME] if tuned else []
     raw["experiments"][NAME]["model"].update(filters=4, depth=2, kernel_size=5)
     raw["experiments"][NAME]["train"].update(train or {})
     root.mkdir(parents=True, exist_ok=True)
@@ -98,6 +103,9 @@ def test_outputs_and_meta(trained):
     assert meta["arch"] == params.experiments[NAME].model.arch and meta["model"]["filters"] == 4
     assert meta["train"]["epochs"] == params.quick.epochs  # quick cap applied
     assert meta["tuned"] is False
+    assert meta["stopped_by"] in ("epochs", "early_stopping")
+    assert meta["budget"] == {"epochs": params.quick.epochs, "max_seconds": None}
+    assert {"tensorflow-cpu", "keras", "numpy", "optuna", "mlflow", "dvc"} <= set(meta["versions"])
     assert meta["data_digest"] == json.loads((root / "data" / NAME / "digest.json").read_text())[
         "digest"
     ]
@@ -147,14 +155,17 @@ def test_mlflow_run_has_params_metrics_model_dataset_and_tags(trained, monkeypat
     assert tags["stage"] == "train" and tags["experiment"] == NAME
     assert tags["data_digest"] == meta["data_digest"]
     assert tags["params_hash"] == meta["params_hash"]
-    [ds] = run.inputs.dataset_inputs
-    assert ds.dataset.digest == meta["data_digest"][:32]
-    assert ds.dataset.name == f"{NAME}-train"
-    assert {t.key: t.value for t in ds.tags}["mlflow.data.context"] == "training"
+    assert tags["budget"] == "epochs" and tags["stopped_by"] == meta["stopped_by"]
+    assert p["versions.keras"] == keras.__version__
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    contexts = {ds.dataset.name: {t.key: t.value for t in ds.tags}["mlflow.data.context"]
+                for ds in run.inputs.dataset_inputs}
+    assert contexts == {f"{NAME}-train": "training", f"{NAME}-val": "validation"}
+    assert {ds.dataset.digest for ds in run.inputs.dataset_inputs} == {meta["data_digest"][:32]}
     [logged] = client.search_logged_models(
         [exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
     )
-    assert logged.name == "model"
+    assert logged.name == "model" and logged.model_id == meta["mlflow_model_id"]
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # set_tracking_uri exports it
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     info = mlflow.models.get_model_info(logged.model_uri)
@@ -191,7 +202,7 @@ def _write_best(root: Path, params: dict, **meta) -> None:
 
 
 def test_effective_config_uses_best_params_only_when_tuning_enabled(tmp_path):
-    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True)
+    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True, tuned=True)
     best = {"learning_rate": 0.002, "batch_size": 32, "kernel_size": 3, "dropout": 0.1}
     _write_best(root, best, source="optuna", study="s1", best_value=-12.5)
     model_cfg, train_cfg, source = effective_config(load_params(root / "params.yaml"), NAME, root)
@@ -209,21 +220,32 @@ def test_effective_config_uses_best_params_only_when_tuning_enabled(tmp_path):
 
 
 def test_best_params_of_a_too_small_study_are_not_used(tmp_path):
-    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True)
-    _write_best(root, {"learning_rate": 0.002}, source="optuna", study="s1", best_value=-1.0, n_trials=2)
+    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True, tuned=True)
+    _write_best(root, {"learning_rate": 0.002}, source="optuna", study="s1", best_value=-1.0, n_trials=1)
     params = load_params(root / "params.yaml")
-    assert params.tune.min_trials > 2
+    assert params.tune_settings().min_trials == 2  # quick mode: the smoke study's size
     _, train_cfg, source = effective_config(params, NAME, root)
     assert train_cfg.learning_rate == 1e-3 and not source["tuned"]
-    assert "2 of the" in source["source"] and "tune.min_trials" in source["source"]
+    assert "1 of the 2" in source["source"] and "tune.min_trials" in source["source"]
     _write_best(root, {"learning_rate": 0.002}, source="optuna", study="s1", best_value=-1.0,
-                n_trials=params.tune.min_trials)
+                n_trials=2)
     _, train_cfg, source = effective_config(params, NAME, root)
     assert train_cfg.learning_rate == 0.002 and source["tuned"]
 
 
-def test_bad_best_params_are_rejected_with_the_file_named(tmp_path):
+def test_untuned_experiment_ignores_a_stale_record_and_tuned_one_needs_it(tmp_path):
     root = make_repo(tmp_path / "repo", {"uri": DEAD})
+    _write_best(root, {"learning_rate": 0.002}, source="optuna", study="s1", best_value=-1.0,
+                n_trials=50)
+    _, train_cfg, source = effective_config(load_params(root / "params.yaml"), NAME, root)
+    assert train_cfg.learning_rate == 1e-3 and source["source"] == "params.yaml"
+    tuned = make_repo(tmp_path / "tuned", {"uri": DEAD}, tuned=True)
+    with pytest.raises(DataError, match=r"best_params.yaml is missing.*dvc repro tune@seed-noise"):
+        effective_config(load_params(tuned / "params.yaml"), NAME, tuned)
+
+
+def test_bad_best_params_are_rejected_with_the_file_named(tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD}, tuned=True)
     params = load_params(root / "params.yaml")
     _write_best(root, {"epochs": 5})
     with pytest.raises(ParamsError, match="best_params.yaml: unknown tunable"):
@@ -233,14 +255,19 @@ def test_bad_best_params_are_rejected_with_the_file_named(tmp_path):
         effective_config(params, NAME, root)
 
 
-def test_train_applies_best_params_and_time_budget(env, tmp_path):
-    # A 1 ms budget: training stops after the first epoch although quick mode allows two.
-    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False}, train={"max_seconds": 1e-3})
-    _write_best(root, {"batch_size": 32, "filters": 2}, source="optuna", study="s", best_value=-1.0)
+def test_train_applies_best_params_and_says_when_a_clock_stopped_it(env, tmp_path):
+    # A 1 ms budget (the exploration option): training stops after the first epoch although
+    # quick mode allows two, and meta.json says the clock stopped it.
+    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False}, train={"max_seconds": 1e-3},
+                     tuned=True)
+    _write_best(root, {"batch_size": 32, "filters": 2}, source="optuna", study="s", best_value=-1.0,
+                untuned_value=-0.5, n_trials=2)
     meta = train_experiment(load_params(root / "params.yaml"), NAME, root)
     assert meta["tuned"] is True and meta["config_source"]["source"] == "optuna"
+    assert meta["config_source"]["untuned_value"] == -0.5
     assert meta["train"]["batch_size"] == 32 and meta["model"]["filters"] == 2
     assert meta["train"]["epochs"] == 2 and meta["epochs_run"] == 1
+    assert meta["stopped_by"] == "wall_clock" and meta["budget"]["max_seconds"] == 1e-3
     model = keras.models.load_model(root / "models" / NAME / "model.keras", safe_mode=True,
                                     compile=False)
     first = next(la for la in model.layers if isinstance(la, (keras.layers.Conv1D, keras.layers.Dense)))

@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from helpers import quick_params
+from helpers import quick_params, real_params
 from optuna.trial import TrialState
 
 from pipeline import tracking
@@ -36,7 +36,7 @@ from pipeline.tune import (
 )
 
 EXP = "seed-noise"
-KEYS = ["params", "source", "study", "storage", "best_value", "n_trials"]
+KEYS = ["params", "source", "study", "storage", "best_value", "untuned_value", "n_trials"]
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -111,12 +111,18 @@ def test_second_invocation_continues_the_study(tuned):
     assert list(saved) == KEYS and saved == second
     assert saved["source"] == "optuna" and saved["study"] == study.study_name
     assert saved["study"].startswith(f"audiorecon-{EXP}-")
-    assert saved["storage"] == f"sqlite:///{repo / 'optuna' / f'{EXP}.db'}"
+    assert saved["storage"] == f"sqlite:///optuna/{EXP}.db"  # no machine path in a committed file
+    assert saved["untuned_value"] == pytest.approx(study.trials[0].value)
+    assert saved["best_value"] <= saved["untuned_value"]
     assert saved["best_value"] == pytest.approx(study.best_value)
     assert saved["params"] == study.best_params and set(saved["params"]) == set(p.tune.space)
 
     tune_dir = repo / "reports" / EXP / "tune"
-    assert len(pd.read_csv(tune_dir / "trials.csv")) == 4
+    trials = pd.read_csv(tune_dir / "trials.csv")
+    assert len(trials) == 4
+    # Only what a re-run reproduces: no times, pids, hosts or invocation ids.
+    assert not [c for c in trials.columns if "datetime" in c or "duration" in c
+                or c in ("user_attrs_pid", "user_attrs_host", "user_attrs_invocation")]
     assert (tune_dir / "optimization_history.png").stat().st_size > 1000
     assert not [f for f in tune_dir.parent.iterdir() if f.name.startswith(".")]
 
@@ -180,8 +186,9 @@ def test_diverging_trial_fails_and_the_study_goes_on(tuned, tmp_path):
     # (On the U-Net: params.yaml's MLP for this experiment survives that learning rate.)
     unet = {"arch": "unet", "depth": 4, "filters": 16, "kernel_size": 9, "dropout": 0.0,
             "batch_norm": False, "residual": True, "normalize": True}
+    space = {k: v for k, v in real_params()["tune"]["space"].items() if k != "filters"}
     overrides = {f"experiments.{EXP}.train.loss": "mse", "tune.pruner": "none",
-                 f"experiments.{EXP}.model": unet}
+                 f"experiments.{EXP}.model": unet, "tune.space": space}
     repo = _repo(tmp_path / "repo", data_from=tuned[0], **overrides)
     p = load_params(repo / "params.yaml")
     with pytest.warns(UserWarning, match="out of range"):
@@ -189,7 +196,8 @@ def test_diverging_trial_fails_and_the_study_goes_on(tuned, tmp_path):
             {"learning_rate": 1.0, "batch_size": 32, "dropout": 0.0}])
     states = [t.state for t in _study(repo).trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert record["n_trials"] == 3 and record["params"]["learning_rate"] != 1.0
+    # n_trials counts finished trials (COMPLETE, PRUNED): the FAIL one is not among them
+    assert record["n_trials"] == 2 and record["params"]["learning_rate"] != 1.0
     runs = _runs(repo)
     failed = runs[runs["tags.state"] == "FAIL"]
     assert len(failed) == 1 and failed.iloc[0]["status"] == "FAILED"
@@ -217,6 +225,22 @@ def test_zero_trials_and_no_study_is_untuned(tmp_path, tuned):
     assert not (repo / "mlflow.db").exists()
 
 
+def test_the_stage_tops_the_study_up_to_n_trials_and_reruns_are_identical(tmp_path, tuned):
+    """Without --n-trials the stage brings the study to tune.n_trials finished trials; a second
+    call runs none, and a fresh repo with the same data proposes the very same trials."""
+    runs = []
+    for name in ("a", "b"):
+        repo = _repo(tmp_path / name, data_from=tuned[0], **{"quick.n_trials": 3, "tune.n_trials": 3})
+        p = load_params(repo / "params.yaml")
+        first = tune_experiment(p, EXP, repo)
+        again = tune_experiment(p, EXP, repo)
+        assert first == again and first["n_trials"] == 3 and len(_study(repo).trials) == 3
+        runs.append([(t.params, t.value, t.state) for t in _study(repo).trials])
+        assert (repo / "reports" / EXP / "tune" / "trials.csv").read_bytes() == (
+            (tmp_path / "a" / "reports" / EXP / "tune" / "trials.csv").read_bytes())
+    assert runs[0] == runs[1]
+
+
 def test_study_name_tracks_the_objective(tuned):
     repo = tuned[0]
     p = load_params(repo / "params.yaml")
@@ -227,7 +251,7 @@ def test_study_name_tracks_the_objective(tuned):
     raw["tune"]["space"]["dropout"]["high"] = 0.5
     assert study_name(load_params_from(raw, repo), EXP, "digest-a") != base
     raw["tune"]["n_trials"] = 99  # the budget is not part of the objective
-    raw["tune"]["space"]["dropout"]["high"] = 0.3
+    raw["tune"]["space"]["dropout"]["high"] = 0.2
     assert study_name(load_params_from(raw, repo), EXP, "digest-a") == base
 
 
