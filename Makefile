@@ -6,25 +6,35 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-dev repro test test-slow lint bench bench-full check services-up services-down clean-venv
+.PHONY: install install-dev repro verify lock test test-slow lint bench bench-full check services-up services-down clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+# constraints.txt pins every package to the versions the committed results were made with.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-repro: install            ## run the whole pipeline (dvc repro)
+repro: install            ## run the whole pipeline (dvc repro); `make verify` then compares with git
 	dvc repro
+
+verify: install           ## compare reports/ with the committed results (0.05 dB)
+	audiorecon verify
+
+lock: install-dev         ## rewrite constraints.txt from a fresh venv (after editing pyproject.toml)
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 check: install            ## validate params.yaml
 	audiorecon check

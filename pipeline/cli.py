@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from .config import load_params
-from .console import friendly, out
+from .console import err, friendly, out
 from .stages import STAGE_COMMANDS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -183,6 +183,30 @@ def score(
         table.add_row(f"{label} ({path.name})", f"{snr_db(e, r)[0]:.2f}", f"{si_sdr_db(e, r)[0]:.2f}",
                       f"{lsd(e, r, n_fft)[0]:.3f}")
     out.print(table)
+
+
+@app.command()
+@friendly
+def verify(
+    against: Annotated[str, typer.Option(help="git revision holding the results to match")] = "HEAD",
+    tolerance: Annotated[float, typer.Option(min=0.0, help="allowed difference of dB figures")] = 0.05,
+) -> None:
+    """Compare this run's reports/*/metrics.json and summary.csv with the committed ones.
+
+    Exit 0 when every dB figure is within --tolerance and every other number within 0.1%;
+    exit 1 naming each difference.
+    """
+    from .verify import compare
+
+    files, diffs = compare(Path("."), against, tolerance)
+    if diffs:
+        for d in diffs:
+            err.print(str(d), highlight=False, soft_wrap=True)
+        err.print(f"[bold red]{len(diffs)} difference(s)[/] from {against} in {len(files)} files "
+                  f"(tolerance {tolerance} dB)", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"[green]reproduced[/]: {len(files)} result files match {against} "
+              f"(tolerance {tolerance} dB)", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

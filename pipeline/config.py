@@ -37,7 +37,9 @@ class Strict(BaseModel):
     def __getattribute__(self, name: str) -> Any:
         # Only while a test records reads (record_reads): costs one list check otherwise.
         if _RECORDERS and not name.startswith("_"):
-            _note_read(self, name)
+            wrapped = _note_read(self, name)
+            if wrapped is not None:
+                return wrapped
         return super().__getattribute__(name)
 
 
@@ -49,20 +51,31 @@ _RECORDERS: list[set[str]] = []
 _PATHS: dict[int, tuple[weakref.ref, str]] = {}
 
 
-def _note_read(obj: BaseModel, name: str) -> None:
+def _note_read(obj: BaseModel, name: str) -> Any:
+    """Record a field read; for model_dump, return a wrapper recording the dumped fields."""
     entry = _PATHS.get(id(obj))
     if entry is None or entry[0]() is not obj:
-        return
+        return None
     path = entry[1]
     if name in ("model_dump", "model_dump_json"):
-        key = path  # the whole block
-    elif name in type(obj).model_fields:
+        dump = BaseModel.__getattribute__(obj, name)
+
+        def recorded(*args: Any, include: Any = None, exclude: Any = None, **kwargs: Any) -> Any:
+            for field in type(obj).model_fields:
+                if (include is None or field in include) and (exclude is None
+                                                               or field not in exclude):
+                    _record(f"{path}.{field}" if path else field)
+            return dump(*args, include=include, exclude=exclude, **kwargs)
+
+        return recorded
+    if name in type(obj).model_fields:
         value = object.__getattribute__(obj, name)
-        if isinstance(value, (BaseModel, dict)):
-            return  # a block: only what is read from it counts
-        key = f"{path}.{name}" if path else name
-    else:
-        return
+        if not isinstance(value, (BaseModel, dict)):  # a block: only what is read from it counts
+            _record(f"{path}.{name}" if path else name)
+    return None
+
+
+def _record(key: str) -> None:
     for reads in _RECORDERS:
         reads.add(key)
 

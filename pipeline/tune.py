@@ -836,7 +836,8 @@ def tune_experiment(
     invocation = uuid.uuid4().hex[:12]
     salt = f"-{invocation}" if shared else ""
     p_hash = tracking.params_hash(
-        {"tune": cfg.model_dump(mode="json"), "objective": objective_definition(params, name, digest)}
+        {"tune": cfg.model_dump(mode="json", exclude={"experiments"}),
+         "objective": objective_definition(params, name, digest)}
     )
     tags = {
         **tracking.standard_tags(STAGE, name, p_hash, digest, cwd=root),
@@ -848,7 +849,7 @@ def tune_experiment(
     lock = Path(tempfile.gettempdir()) / f"audiorecon-tune-{invocation}.lock"
     with tracking.start_run(name, run_name, tags) as run:
         run.log_params({
-            "tune": cfg.model_dump(mode="json", exclude={"storage"}),
+            "tune": cfg.model_dump(mode="json", exclude={"storage", "experiments"}),
             "study": sname,
             "storage": mask_url(spec),
             "workers": n_workers,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -34,7 +35,8 @@ def test_dvc_repro_end_to_end(make_repo, tmp_path):
     names = list(yaml.safe_load((repo / "params.yaml").read_text())["experiments"])
     for name in names:
         assert (repo / f"data/{name}/train_clean.npy").is_file()
-        assert (repo / f"reports/{name}/best_params.yaml").is_file()
+        tuned = name in yaml.safe_load((repo / "params.yaml").read_text())["tune"]["experiments"]
+        assert (repo / f"reports/{name}/best_params.yaml").is_file() == tuned  # no tune, no output
         meta = json.loads((repo / f"models/{name}/meta.json").read_text())
         assert meta["experiment"] == name and meta["mlflow_run_id"]
         metrics = json.loads((repo / f"reports/{name}/metrics.json").read_text())
@@ -51,7 +53,7 @@ def test_dvc_repro_end_to_end(make_repo, tmp_path):
     again = _dvc(repo, "repro")
     assert "Running stage" not in again
     shown = _dvc(repo, "metrics", "show")
-    assert "model_gain_db" in shown
+    assert "model_gain_db" in shown and "key_metrics.json" in shown and "meta.json" not in shown
     # Every train run is in the tracking store the params point at.
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     for name in names:
@@ -64,3 +66,39 @@ def test_dvc_repro_end_to_end(make_repo, tmp_path):
     assert res.returncode == 0, res.stderr
     table = pd.read_csv(tmp_path / "cmp.csv")
     assert len(table) == 1 and table["model_gain_db"].notna().all()  # train run + its evaluation
+    _bad_params_change_nothing(repo)
+
+
+def _snapshot(repo: Path) -> dict[str, bytes]:
+    return {p.relative_to(repo).as_posix(): p.read_bytes()
+            for folder in ("data", "models", "reports") for p in sorted((repo / folder).rglob("*"))
+            if p.is_file()}
+
+
+BAD_PARAMS = [  # (dotted key, value, what the one message must name)
+    ("tuning", {"n_trials": 3}, "tuning: unknown key (did you mean `tune`?)"),
+    ("experiments.seed-noise.train.epochs", "many", "experiments.seed-noise.train.epochs"),
+    ("experiments.seed-noise.sizes.train", -5, "experiments.seed-noise.sizes.train"),
+]
+
+
+def _bad_params_change_nothing(repo: Path) -> None:
+    """DVC removes a stage's outs before its command runs unless they are persisted; with
+    `persist: true` the command validates first, so nothing written before is lost."""
+    good = (repo / "params.yaml").read_text()
+    before = _snapshot(repo)
+    for key, value, needle in BAD_PARAMS:
+        raw = yaml.safe_load(good)
+        node = raw
+        *head, last = key.split(".")
+        for k in head:
+            node = node[k]
+        node[last] = value
+        (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        res = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo,
+                             capture_output=True, text=True)
+        assert res.returncode != 0, key
+        errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+        assert errors and needle in errors[0], res.stdout + res.stderr
+        assert _snapshot(repo) == before, key
+    (repo / "params.yaml").write_text(good)
