@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-dev repro verify lock test test-slow lint bench bench-full check services-up services-down clean-venv
+.PHONY: install install-dev repro verify exps lock test test-slow lint bench bench-full check services-up services-down clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ repro: install            ## run the whole pipeline (dvc repro); `make verify` t
 
 verify: install           ## compare reports/ with the committed results (0.05 dB)
 	audiorecon verify
+
+exps: install             ## dvc exp show: changed params and key metrics only (no dep hashes)
+	dvc exp show --only-changed --drop '^(data|models|reports|pipeline)/[^:]*$$|^params\.yaml$$'
 
 lock: install-dev         ## rewrite constraints.txt from a fresh venv (after editing pyproject.toml)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
