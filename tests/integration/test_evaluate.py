@@ -28,7 +28,7 @@ EXPERIMENTS = ["seed-noise", "seed-quantize", "audio-bandwidth"]
 MISSING_RUN = "0" * 32  # a train run id the store does not know
 
 
-def _save_model(repo: Path, name: str, run_id: str | None) -> None:
+def _save_model(repo: Path, name: str, run_id: str | None, model_id: str | None = None) -> None:
     """An untrained small U-Net (the real registered layers, residual) plus meta.json.
 
     Untrained keeps the module fast; the scores only need to be consistent, not good.
@@ -43,7 +43,7 @@ def _save_model(repo: Path, name: str, run_id: str | None) -> None:
     folder = repo / "models" / name
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / "model.keras")
-    meta = {"mlflow_run_id": run_id, "frame_length": exp.frame_length,
+    meta = {"mlflow_run_id": run_id, "mlflow_model_id": model_id, "frame_length": exp.frame_length,
             "sample_rate": exp.sample_rate, "data_digest": read_digest(repo / "data" / name)}
     (folder / "meta.json").write_text(json.dumps(meta))
 
@@ -54,11 +54,17 @@ def _no_uri_env(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def _train_run(repo: Path, params, name: str) -> str:
-    """Stand-in for the train stage's run: the evaluation run must nest under it."""
+def _train_run(repo: Path, params, name: str) -> tuple[str, str]:
+    """Stand-in for the train stage's run and logged model: the evaluation run must nest under
+    the run and link its scores to the model."""
+    import pipeline.models as models
+
     tracking.setup(params.tracking, repo)
     with tracking.start_run(name, f"train-{name}", tags={"stage": "train"}) as run:
-        return run.run_id
+        model = models.build_model(ModelCfg(arch="unet", depth=2, filters=8, kernel_size=5),
+                                   params.experiment(name).frame_length)
+        model_id = run.log_keras_model(model, example=np.zeros((1, 100, 1), np.float32))
+        return run.run_id, model_id
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +75,11 @@ def repo(tmp_path_factory) -> Path:
     raw = quick_params(repo, EXPERIMENTS)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = parse_params(raw)
-    run_ids = {"seed-noise": _train_run(repo, params, "seed-noise"), "seed-quantize": None,
-               "audio-bandwidth": MISSING_RUN}
+    run_id, model_id = _train_run(repo, params, "seed-noise")
+    run_ids = {"seed-noise": run_id, "seed-quantize": None, "audio-bandwidth": MISSING_RUN}
     for name in EXPERIMENTS:
         generate_experiment(params, name, repo)
-        _save_model(repo, name, run_ids[name])
+        _save_model(repo, name, run_ids[name], model_id if name == "seed-noise" else None)
         evaluate_experiment(params, name, repo)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     return repo
@@ -219,6 +225,27 @@ def test_mlflow_run_nested_under_train_run(repo):
             "evaluate/figures", "evaluate/audio"} <= top
     figs = {a.path for a in client.list_artifacts(run.info.run_id, "evaluate/figures")}
     assert "evaluate/figures/examples.png" in figs
+
+
+def test_scores_are_linked_to_the_logged_model_and_the_test_set(repo):
+    m, run = _run(repo, "seed-noise")
+    model_id = json.loads((repo / "models/seed-noise/meta.json").read_text())["mlflow_model_id"]
+    logged = _client(repo).get_logged_model(model_id)
+    linked = {x.key: x for x in logged.metrics if x.run_id == run.info.run_id}
+    assert linked["model_gain_db"].value == pytest.approx(m["model_gain_db"])
+    assert linked["model_gain_db"].dataset_name == "seed-noise-test"
+    contexts = {ds.dataset.name: {t.key: t.value for t in ds.tags}["mlflow.data.context"]
+                for ds in run.inputs.dataset_inputs}
+    assert contexts == {"seed-noise-test": "evaluation"}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_key_metrics_are_the_few_headline_numbers(repo, name):
+    """DVC's declared metric: what `dvc exp show` lists, equal to metrics.json's values."""
+    m = _metrics(repo, name)
+    key = json.loads((repo / "reports" / name / "key_metrics.json").read_text())
+    assert 3 <= len(key) <= 6 and all(key[k] == m[k] for k in key)
+    assert {"model_gain_db", "model_minus_best_classical_db"} <= set(key)
 
 
 def test_mlflow_standalone_runs_without_parent(repo):
