@@ -76,7 +76,7 @@ def _snapshot(repo: Path) -> dict[str, bytes]:
 
 
 BAD_PARAMS = [  # (dotted key, value, what the one message must name)
-    ("tuning", {"n_trials": 3}, "tuning: unknown key (did you mean `tune`?)"),
+    ("tuning", {"n_trials": 3}, "params.yaml: tuning: unknown key"),
     ("experiments.seed-noise.train.epochs", "many", "experiments.seed-noise.train.epochs"),
     ("experiments.seed-noise.sizes.train", -5, "experiments.seed-noise.sizes.train"),
 ]
