@@ -102,3 +102,12 @@ def _bad_params_change_nothing(repo: Path) -> None:
         assert errors and needle in errors[0], res.stdout + res.stderr
         assert _snapshot(repo) == before, key
     (repo / "params.yaml").write_text(good)
+    # The same through `dvc exp run -S` (which edits params.yaml itself).
+    res = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S",
+                          "experiments.seed-noise.sizes.train=-5"], cwd=repo,
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert errors and "experiments.seed-noise.sizes.train" in errors[0], res.stdout + res.stderr
+    assert _snapshot(repo) == before
+    (repo / "params.yaml").write_text(good)
