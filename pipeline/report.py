@@ -102,7 +102,8 @@ def run_url(uri: str | None, run_id: str | None) -> str | None:
     if parts.port:
         host = f"{host}:{parts.port}"
     base = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-    return f"{base}/#/runs/{run_id}"
+    # MLflow 3's UI starts in its GenAI mode (a per-browser setting): ask for model training.
+    return f"{base}/#/runs/{run_id}?workflowType=machine_learning"
 
 
 def _run_cell(uri: str | None, run_id: str | None) -> str:

@@ -182,7 +182,8 @@ def test_run_links_for_a_tracking_server_hide_the_password(repo, tmp_path):
     build_report(parse_params(raw), other)
     html = (other / "reports" / "index.html").read_text()
     run_id = json.loads((repo / "reports/seed-noise/metrics.json").read_text())["mlflow_run_id"]
-    assert f'href="https://mlflow.example.org:8443/ml/#/runs/{run_id}"' in html
+    assert (f'href="https://mlflow.example.org:8443/ml/#/runs/{run_id}'
+            '?workflowType=machine_learning"') in html
     assert "s3cret" not in html and "alice:***@mlflow.example.org" in html
 
 
@@ -190,7 +191,8 @@ def test_uri_helpers():
     assert public_uri("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert public_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
     assert run_url("sqlite:////tmp/mlflow.db", "abc") is None
-    assert run_url("http://127.0.0.1:5000/", "abc") == "http://127.0.0.1:5000/#/runs/abc"
+    assert run_url("http://127.0.0.1:5000/", "abc") == (
+        "http://127.0.0.1:5000/#/runs/abc?workflowType=machine_learning")
     text = "uri: https://bob:pw@h/x\nstorage: postgresql://u:p%40ss@db/optuna  # sqlite:///a.db\n"
     assert mask_passwords(text) == ("uri: https://bob:***@h/x\nstorage: postgresql://u:***@db/optuna"
                                     "  # sqlite:///a.db\n")
