@@ -43,6 +43,7 @@ from .metrics import (
     snr_db,
     summarize,
 )
+from .versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +391,7 @@ def _log_run(params: Params, name: str, root: Path, stage: Path, metrics: dict[s
     with tracking.start_run(name, f"evaluate/{name}", tags=tags, parent_run_id=parent) as run:
         run.log_params({"signal": exp.signal.model_dump(mode="json"),
                         "degradation": exp.degradation.model_dump(mode="json"),
-                        "lsd_n_fft": metrics["lsd_n_fft"]})
+                        "lsd_n_fft": metrics["lsd_n_fft"], "versions": metrics["versions"]})
         test_c, test_d = test_frames
         dataset = run.log_dataset(test_d, test_c, metrics["data_digest"], name=f"{name}-test",
                                   source=root / "data" / name, context="evaluation")
@@ -554,6 +555,7 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         "data_digest": inputs["digest"],
         "model_data_digest": meta.get("data_digest"),
         "train_run_id": meta.get("mlflow_run_id"),
+        "versions": library_versions(),
         "mlflow_run_id": None,
     }
 

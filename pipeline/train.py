@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from pipeline import tracking
 from pipeline.config import TUNABLE, ModelCfg, Params, ParamsError, TrainCfg
 from pipeline.data import DataError, atomic_dir, load_split, make_dataset, read_digest
+from pipeline.versions import library_versions
 
 STAGE = "train"
 BEST_PARAMS = "best_params.yaml"
@@ -141,20 +142,6 @@ def set_determinism(jit_compile: bool) -> None:
         tf_config.disable_op_determinism()
     else:
         tf.config.experimental.enable_op_determinism()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a result depends on, for meta.json and MLflow."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "scipy", "optuna", "mlflow",
-                "dvc", "pandas", "pydantic"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 # ----------------------------------------------------------------------------- fitting

@@ -240,6 +240,15 @@ def test_scores_are_linked_to_the_logged_model_and_the_test_set(repo):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
+def test_versions_are_recorded(repo, name):
+    m, run = _metrics(repo, name), None
+    assert {"numpy", "scipy", "keras", "mlflow"} <= set(m["versions"])
+    if m["mlflow_run_id"]:
+        run = _client(repo).get_run(m["mlflow_run_id"])
+        assert run.data.params["versions.numpy"] == np.__version__
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_key_metrics_are_the_few_headline_numbers(repo, name):
     """DVC's declared metric: what `dvc exp show` lists, equal to metrics.json's values."""
     m = _metrics(repo, name)
