@@ -112,6 +112,7 @@ def _short_http_timeouts() -> Iterator[None]:
                 os.environ[k] = v
 
 
+_DUPLICATE_KEY = re.compile(r"duplicate key|UNIQUE constraint|UniqueViolation", re.IGNORECASE)
 _CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
 
 
@@ -365,7 +366,17 @@ class RunHandle:
                 name=name,
                 digest=digest[:32],
             )
-        self._call("logging the dataset", mlflow.log_input, ds, context=context)
+        def log_input() -> None:
+            try:
+                mlflow.log_input(ds, context=context)
+            except mlflow.exceptions.MlflowException as err:
+                # Two runs (queued experiments) logging the same new dataset at once race on
+                # the server's dataset key; the loser finds the row on a second try.
+                if not _DUPLICATE_KEY.search(str(err)):
+                    raise
+                mlflow.log_input(ds, context=context)
+
+        self._call("logging the dataset", log_input)
         return ds if self.active else None
 
     def log_keras_model(self, model: Any, example: np.ndarray, name: str = "model") -> str | None:

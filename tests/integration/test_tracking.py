@@ -207,3 +207,31 @@ def test_backend_lost_mid_run_required_is_one_tracking_error(repo, monkeypatch):
                           "logging metrics")
     assert "tracking.required: false" in msg
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def test_dataset_logged_by_a_racing_run_first_is_retried(repo, monkeypatch):
+    """Two queued experiments logging the same new dataset at once: the server refuses the
+    second insert of its key (seen with PostgreSQL); the loser logs it again and succeeds."""
+    import numpy as np
+
+    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    real = mlflow.log_input
+    calls = []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException(
+                'BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value violates '
+                'unique constraint "dataset_pk"')
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    x = np.zeros((4, 8), np.float32)
+    with tracking.start_run("exp-race", "train/exp-race") as run:
+        ds = run.log_dataset(x, x, "ab" * 32, name="exp-race-train", source=repo)
+        assert ds is not None and run.active
+    assert len(calls) == 2
+    [logged] = MlflowClient().get_run(run.run_id).inputs.dataset_inputs
+    assert logged.dataset.name == "exp-race-train"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
