@@ -312,13 +312,15 @@ class RunHandle:
     def active(self) -> bool:
         return self._run is not None and _STATE.enabled
 
-    def _call(self, what: str, fn, *args, **kwargs) -> None:
+    def _call(self, what: str, fn, *args, **kwargs) -> Any:
+        """fn's result, or None when tracking is off or the backend was lost."""
         if not self.active:
-            return
+            return None
         try:
-            fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except Exception as err:
             _lost(what, err)
+            return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self._call("logging params", mlflow.log_params, flatten_params(params))
@@ -395,11 +397,10 @@ class RunHandle:
         example = np.asarray(example, dtype=np.float32)
         spec = TensorSpec(np.dtype(np.float32), (-1, -1, 1))
         signature = ModelSignature(inputs=Schema([spec]), outputs=Schema([spec]))
-        logged: list[Any] = []
-        self._call("logging the model", lambda: logged.append(mlflow.keras.log_model(
-            model, name=name, signature=signature, pip_requirements=_pip_requirements())))
+        info = self._call("logging the model", mlflow.keras.log_model, model, name=name,
+                          signature=signature, pip_requirements=_pip_requirements())
         self.log_dict({"inputs": example.tolist()}, "input_example.json")
-        return getattr(logged[0], "model_id", None) if logged else None
+        return getattr(info, "model_id", None)
 
 
 def _pip_requirements() -> list[str]:

@@ -151,7 +151,7 @@ def _callbacks_module():
 
     class EpochClock(keras.callbacks.Callback):
         """Adds `epoch_seconds` to the epoch logs; with `max_seconds` (exploration only) it
-        stops after the epoch crossing that budget and sets `out_of_time`.
+        stops after the epoch crossing that budget (`stop_reason` tells so afterwards).
 
         The seconds are a record of the run, never an input to it, unless max_seconds is set.
         """
@@ -159,7 +159,6 @@ def _callbacks_module():
         def __init__(self, max_seconds: float | None):
             super().__init__()
             self.max_seconds = max_seconds
-            self.out_of_time = False
 
         def on_train_begin(self, logs=None):
             self._elapsed = 0.0  # summed epoch times, as meta.json's train_seconds
@@ -173,7 +172,6 @@ def _callbacks_module():
             if logs is not None:
                 logs["epoch_seconds"] = seconds
             if self.max_seconds is not None and self._elapsed >= self.max_seconds:
-                self.out_of_time = True
                 self.model.stop_training = True
 
     class MetricsLogger(keras.callbacks.Callback):
