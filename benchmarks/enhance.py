@@ -48,7 +48,7 @@ SECONDS = 60.0
 
 def audio(seconds: float, rate: int = 16000) -> np.ndarray:
     """Audio-like test signal: frames of the harmonic family laid end to end, plus noise."""
-    from pipeline.signals import harmonic
+    from pipeline.dsp.signals import harmonic
 
     T = 4096
     n = int(np.ceil(seconds * rate / T))
@@ -60,7 +60,7 @@ def audio(seconds: float, rate: int = 16000) -> np.ndarray:
 def model_folder(experiment: str, workdir: Path, params_path: str = "params.yaml",
                  use_trained: bool = True) -> tuple[Path, str]:
     """The model folder to benchmark and a one-line description of where it came from."""
-    from pipeline.train import effective_config
+    from pipeline.stages.train import effective_config
 
     params = load_params(params_path)
     exp = params.experiment(experiment)
@@ -80,7 +80,7 @@ def model_folder(experiment: str, workdir: Path, params_path: str = "params.yaml
         why = "its architecture differs from what train would build now"
     else:
         why = "no trained model.keras (DVC-cached, not in git)" if use_trained else "--untrained"
-    from pipeline.models import build_model
+    from pipeline.nn.models import build_model
 
     folder = workdir / experiment
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def count_flops(model, T: int) -> tuple[float, list[dict]]:
             gemm = (positions, cin, la.units)
         total += 2.0 * macs
         rows.append({"layer": la.name, "flops": 2.0 * macs, "gemm_mkn": gemm})
-    for la in model.layers:  # STFT / inverse STFT layers (pipeline.models.Spectrogram, MaskedISTFT)
+    for la in model.layers:  # STFT / inverse STFT layers (pipeline.nn.models.Spectrogram, MaskedISTFT)
         n_fft = getattr(la, "n_fft", None)
         if not n_fft:
             continue
@@ -152,15 +152,15 @@ def peak_rss_child(model: Path, seconds: float) -> tuple[float, float]:
 
     Each in a fresh process, read from /proc/self/status VmHWM (falls back to ru_maxrss).
     """
-    from pipeline.audio import write_audio_atomic
+    from pipeline.io.audio import write_audio_atomic
 
     hwm = ("def hwm():\n import resource\n try:\n  return [int(l.split()[1])/1024 for l in "
            "open('/proc/self/status') if l.startswith('VmHWM')][0]\n except Exception:\n"
            "  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024\n")
-    run = hwm + ("import sys\nfrom pipeline.streaming import enhance_file\n"
+    run = hwm + ("import sys\nfrom pipeline.enhance import enhance_file\n"
                  "enhance_file(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False)\n"
                  "print(hwm())\n")
-    load = hwm + ("import sys\nfrom pipeline.streaming import load_model_dir\n"
+    load = hwm + ("import sys\nfrom pipeline.enhance import load_model_dir\n"
                   "p, m = load_model_dir(sys.argv[1])\nimport numpy as np\n"
                   "p(np.zeros((4, m['frame_length']), np.float32))\nprint(hwm())\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -177,8 +177,8 @@ def peak_rss_child(model: Path, seconds: float) -> tuple[float, float]:
 def run(experiment: str = "audio-noise", repeats: int = 3, long_seconds: float = 600.0,
         use_trained: bool = True, profile: bool = True,
         params_path: str = "params.yaml") -> tuple[list[Figure], dict]:
-    from pipeline.audio import write_audio_atomic
-    from pipeline.streaming import enhance_file, load_model_dir, naive_frames, overlap_add
+    from pipeline.enhance import enhance_file, load_model_dir, naive_frames, overlap_add
+    from pipeline.io.audio import write_audio_atomic
 
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         folder, source = model_folder(experiment, Path(tmp), params_path, use_trained)
@@ -223,8 +223,8 @@ def run(experiment: str = "audio-noise", repeats: int = 3, long_seconds: float =
         peak, base = peak_rss_child(folder, long_seconds)
         prof = None
         if profile and rtf_file < TARGET_RTF:  # where enhance_file's timed part goes (no load)
-            from pipeline.audio import read_audio
-            from pipeline.streaming import enhance_signal
+            from pipeline.enhance import enhance_signal
+            from pipeline.io.audio import read_audio
 
             def timed_part(src: Path, dst: Path) -> None:
                 y, r, _ = read_audio(src)

@@ -19,8 +19,8 @@ import numpy as np
 
 from benchmarks.common import Figure, figure, paired_medians, print_figures
 from pipeline.config import NoiseDeg, SineSignal
-from pipeline.degradations import noise
-from pipeline.signals import sine
+from pipeline.dsp.degradations import noise
+from pipeline.dsp.signals import sine
 
 T = 100
 SECTION = "generation"

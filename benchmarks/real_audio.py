@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import read_audio, resample, to_mono
-from pipeline.baselines import classical_baselines
 from pipeline.config import load_params
-from pipeline.data import load_split
-from pipeline.degradations import apply_long
-from pipeline.metrics import snr_db
-from pipeline.streaming import enhance_signal, load_model_dir
+from pipeline.dsp.baselines import classical_baselines
+from pipeline.dsp.degradations import apply_long
+from pipeline.dsp.metrics import snr_db
+from pipeline.enhance import enhance_signal, load_model_dir
+from pipeline.io.audio import read_audio, resample, to_mono
+from pipeline.layout import load_split
 
 
 def best_classical(exp, folder: Path):

@@ -32,10 +32,10 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
     import keras
     import tensorflow as tf
 
-    from pipeline.data import make_dataset
-    from pipeline.filters import wiener_fir
-    from pipeline.models import build_model, compile_model
-    from pipeline.train import effective_config
+    from pipeline.dsp.filters import wiener_fir
+    from pipeline.nn.feed import make_dataset
+    from pipeline.nn.models import build_model, compile_model
+    from pipeline.stages.train import effective_config
 
     class EpochTimer(keras.callbacks.Callback):
         """Wall time of each epoch inside one fit call."""

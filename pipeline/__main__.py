@@ -1,5 +1,5 @@
 """`python -m pipeline`: the CLI from the working tree (what dvc.yaml's stages call)."""
 
-from .cli import app
+from pipeline.cli import app
 
 app(prog_name="audiorecon")

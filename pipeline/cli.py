@@ -14,9 +14,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .config import load_params
-from .console import err, friendly, out
-from .stages import STAGE_COMMANDS
+from pipeline.config import load_params
+from pipeline.console import err, friendly, out
+from pipeline.stages import STAGE_COMMANDS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -78,8 +78,8 @@ def compare(
     markdown: Annotated[Path | None, typer.Option(help="also write the table as Markdown")] = None,
 ) -> None:
     """Compare MLflow runs of an experiment: params that differ and key metrics, newest first."""
-    from .compare import compare_runs, write_table
-    from .tracking import resolve_uri
+    from pipeline.tracking import resolve_uri
+    from pipeline.tracking.compare import compare_runs, write_table
 
     p = _params(params)
     p.experiment(experiment)
@@ -114,8 +114,8 @@ def degrade(
     """Apply an experiment's degradation to a WAV file (kept at its own rate and length)."""
     import numpy as np
 
-    from .audio import read_audio, write_audio_atomic
-    from .degradations import apply_long
+    from pipeline.dsp.degradations import apply_long
+    from pipeline.io.audio import read_audio, write_audio_atomic
 
     p = _params(params)
     exp = p.experiment(experiment)
@@ -143,7 +143,7 @@ def enhance(
     hop: Annotated[int | None, typer.Option(help="overlap-add hop (default frame/2)")] = None,
 ) -> None:
     """Reconstruct a degraded recording with a trained model (streaming overlap-add)."""
-    from .streaming import enhance_file
+    from pipeline.enhance import enhance_file
 
     stats = enhance_file(model, input, output, subtype=subtype, hop=hop)
     out.print(f"{output}: {stats.get('seconds', 0):.2f} s of audio at "
@@ -160,8 +160,8 @@ def score(
     """Print SNR, SI-SDR and LSD of an estimate against its clean reference."""
     import numpy as np
 
-    from .audio import AudioError, read_audio, resample, to_mono
-    from .metrics import lsd, si_sdr_db, snr_db
+    from pipeline.dsp.metrics import lsd, si_sdr_db, snr_db
+    from pipeline.io.audio import AudioError, read_audio, resample, to_mono
 
     ref, rate, _ = read_audio(clean)
     ref = to_mono(ref)
@@ -196,7 +196,7 @@ def verify(
     Exit 0 when every dB figure is within --tolerance and every other number within 0.1%;
     exit 1 naming each difference.
     """
-    from .verify import compare
+    from pipeline.verify import compare
 
     files, diffs = compare(Path("."), against, tolerance)
     if diffs:

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import UserError
+
 RESULT_FILES = ("reports/*/metrics.json", "reports/summary.csv")
 REL_TOL = 1e-3  # numbers that are not dB (fractions, counts, LSD)
 SKIP = {"mlflow_run_id", "train_run_id"}
 
 
-class VerifyError(RuntimeError):
+class VerifyError(UserError, RuntimeError):
     """verify cannot compare (not a git checkout, unknown revision, no results)."""
 
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from pipeline import tracking
 from pipeline.cli import app
-from pipeline.config import ModelCfg, parse_params
-from pipeline.data import DataError, read_digest
-from pipeline.evaluate import evaluate_experiment, write_summary
-from pipeline.generate import generate_experiment
+from pipeline.config import ModelCfg, parse_params, resolve
+from pipeline.layout import DataError, read_digest
+from pipeline.stages.evaluate import evaluate_experiment, write_summary
+from pipeline.stages.generate import generate_experiment
 
 keras = pytest.importorskip("keras")
 mlflow = pytest.importorskip("mlflow")
@@ -33,7 +33,7 @@ def _save_model(repo: Path, name: str, run_id: str | None, model_id: str | None 
 
     Untrained keeps the module fast; the scores only need to be consistent, not good.
     """
-    import pipeline.models as models
+    import pipeline.nn.models as models
 
     p = parse_params(yaml.safe_load((repo / "params.yaml").read_text()))
     exp = p.experiment(name)
@@ -57,7 +57,7 @@ def _no_uri_env(monkeypatch):
 def _train_run(repo: Path, params, name: str) -> tuple[str, str]:
     """Stand-in for the train stage's run and logged model: the evaluation run must nest under
     the run and link its scores to the model."""
-    import pipeline.models as models
+    import pipeline.nn.models as models
 
     tracking.setup(params.tracking, repo)
     with tracking.start_run(name, f"train-{name}", tags={"stage": "train"}) as run:
@@ -78,9 +78,9 @@ def repo(tmp_path_factory) -> Path:
     run_id, model_id = _train_run(repo, params, "seed-noise")
     run_ids = {"seed-noise": run_id, "seed-quantize": None, "audio-bandwidth": MISSING_RUN}
     for name in EXPERIMENTS:
-        generate_experiment(params, name, repo)
+        generate_experiment(resolve(params, name, repo))
         _save_model(repo, name, run_ids[name], model_id if name == "seed-noise" else None)
-        evaluate_experiment(params, name, repo)
+        evaluate_experiment(resolve(params, name, repo))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     return repo
 
@@ -298,7 +298,7 @@ def test_missing_model_writes_nothing(tmp_path, repo, monkeypatch):
     shutil.copy(repo / "params.yaml", other / "params.yaml")
     params = parse_params(yaml.safe_load((other / "params.yaml").read_text()))
     with pytest.raises(DataError, match=r"model\.keras: missing"):
-        evaluate_experiment(params, "seed-noise", other)
+        evaluate_experiment(resolve(params, "seed-noise", other))
     assert not (other / "reports").exists()
     monkeypatch.chdir(other)
     res = CliRunner().invoke(app, ["evaluate", "--experiment", "seed-noise"])
@@ -313,6 +313,6 @@ def test_optional_tracking_backend_down(tmp_path, repo):
         shutil.copytree(repo / sub, other / sub)
     raw = quick_params(other, ["seed-quantize"], **{"tracking.uri": "http://127.0.0.1:9",
                                                     "tracking.required": False})
-    m = evaluate_experiment(parse_params(raw), "seed-quantize", other)
+    m = evaluate_experiment(resolve(parse_params(raw), "seed-quantize", other))
     assert m["mlflow_run_id"] is None
     assert _metrics(other, "seed-quantize")["model_gain_db"] == m["model_gain_db"]

@@ -28,8 +28,8 @@ import soundfile as sf
 import yaml
 from helpers import quick_params
 
-from pipeline.config import load_params
-from pipeline.generate import generate_experiment
+from pipeline.config import load_params, resolve
+from pipeline.stages.generate import generate_experiment
 
 EXP = "seed-noise"
 SECRET = "s3cret-pw"
@@ -46,7 +46,7 @@ def base_repo(tmp_path_factory) -> Path:
     repo.mkdir()
     raw = quick_params(repo, [EXP, "audio-noise"])
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    generate_experiment(load_params(repo / "params.yaml"), EXP, repo)
+    generate_experiment(resolve(load_params(repo / "params.yaml"), EXP, repo))
     models = repo / "models" / EXP
     models.mkdir(parents=True)
     for name in ("model.keras", "meta.json", "history.csv"):

@@ -12,17 +12,17 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import load_params
-from pipeline.data import load_split
-from pipeline.generate import generate_experiment
+from pipeline.config import load_params, resolve
+from pipeline.layout import load_split
+from pipeline.stages.generate import generate_experiment
 
 
 def test_same_params_same_bytes(make_repo, tmp_path):
     repo = make_repo()
     p = load_params(repo / "params.yaml")
-    a = generate_experiment(p, "audio-noise", tmp_path / "a")
-    b = generate_experiment(p, "audio-noise", tmp_path / "b")
-    assert a["digest"] == b["digest"]
+    a = generate_experiment(resolve(p, "audio-noise", tmp_path / "a"))
+    b = generate_experiment(resolve(p, "audio-noise", tmp_path / "b"))
+    assert a.digest == b.digest
     for f in (tmp_path / "a/data/audio-noise").iterdir():
         assert f.read_bytes() == (tmp_path / "b/data/audio-noise" / f.name).read_bytes(), f.name
 
@@ -30,7 +30,7 @@ def test_same_params_same_bytes(make_repo, tmp_path):
 def test_layout_manifest_and_prefix_property(make_repo, tmp_path):
     repo = make_repo(**{"quick.train": 2000})
     p = load_params(repo / "params.yaml")
-    generate_experiment(p, "seed-noise", tmp_path)
+    generate_experiment(resolve(p, "seed-noise", tmp_path))
     folder = tmp_path / "data/seed-noise"
     clean, degraded = load_split(folder, "train")
     assert clean.shape == (p.experiment("seed-noise").sizes.train, 100)
@@ -43,14 +43,14 @@ def test_layout_manifest_and_prefix_property(make_repo, tmp_path):
     assert digest["frame_length"] == 100 and len(digest["digest"]) == 16
     # n frames are a prefix of n + k frames: growing a split never moves the existing frames.
     repo2 = make_repo(**{"quick.train": 300})
-    generate_experiment(load_params(repo2 / "params.yaml"), "seed-noise", tmp_path / "small")
+    generate_experiment(resolve(load_params(repo2 / "params.yaml"), "seed-noise", tmp_path / "small"))
     small, _ = load_split(tmp_path / "small/data/seed-noise", "train")
     np.testing.assert_array_equal(small, clean[:300])
 
 
 def test_splits_and_experiments_use_independent_streams(make_repo, tmp_path):
     p = load_params(make_repo() / "params.yaml")
-    generate_experiment(p, "seed-noise", tmp_path)
+    generate_experiment(resolve(p, "seed-noise", tmp_path))
     tr, _ = load_split(tmp_path / "data/seed-noise", "train")
     te, _ = load_split(tmp_path / "data/seed-noise", "test")
     n = min(len(tr), len(te))
@@ -61,16 +61,16 @@ def test_failed_run_keeps_previous_output(make_repo, monkeypatch):
     repo = make_repo()
     monkeypatch.chdir(repo)
     p = load_params("params.yaml")
-    generate_experiment(p, "seed-noise", ".")
+    generate_experiment(resolve(p, "seed-noise", "."))
     before = (repo / "data/seed-noise/digest.json").read_text()
-    import pipeline.generate as g
+    import pipeline.stages.generate as g
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(g.pd.DataFrame, "to_csv", boom)
     with pytest.raises(RuntimeError):
-        generate_experiment(p, "seed-noise", ".")
+        generate_experiment(resolve(p, "seed-noise", "."))
     assert (repo / "data/seed-noise/digest.json").read_text() == before
     assert sorted(x.name for x in (repo / "data").iterdir()) == ["seed-noise"]
 

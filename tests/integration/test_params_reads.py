@@ -53,11 +53,11 @@ def repo(tmp_path_factory):
 
 
 def _run(repo, stage: str, experiment: str | None):
-    from pipeline.evaluate import evaluate_experiment, write_summary
-    from pipeline.generate import generate_experiment
-    from pipeline.report import build_report
-    from pipeline.train import train_experiment
-    from pipeline.tune import tune_experiment
+    from pipeline.stages.evaluate import evaluate_experiment, write_summary
+    from pipeline.stages.generate import generate_experiment
+    from pipeline.stages.report import build_report
+    from pipeline.stages.train import train_experiment
+    from pipeline.tuning.study import tune_experiment
 
     calls = {"generate": generate_experiment, "tune": tune_experiment,
              "train": train_experiment, "evaluate": evaluate_experiment}

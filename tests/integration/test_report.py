@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 
 from pipeline import tracking
 from pipeline.cli import app
-from pipeline.config import ModelCfg, parse_params
-from pipeline.data import read_digest
-from pipeline.evaluate import evaluate_experiment, write_summary
-from pipeline.generate import generate_experiment
-from pipeline.report import build_report, public_uri, run_url
+from pipeline.config import ModelCfg, parse_params, resolve
+from pipeline.layout import read_digest
+from pipeline.stages.evaluate import evaluate_experiment, write_summary
+from pipeline.stages.generate import generate_experiment
+from pipeline.stages.report import build_report, public_uri, run_url
 from pipeline.tracking import mask_passwords
 
 keras = pytest.importorskip("keras")
@@ -57,7 +57,7 @@ def _links(page: Path) -> _Links:
 
 def _fake_train_and_tune(repo: Path, name: str, exp) -> None:
     """Untrained model + meta.json/history.csv (train's files) and trials.csv (tune's)."""
-    import pipeline.models as models
+    import pipeline.nn.models as models
 
     keras.utils.set_random_seed(0)
     model = models.build_model(ModelCfg(arch="unet", depth=2, filters=8, kernel_size=5),
@@ -85,9 +85,9 @@ def repo(tmp_path_factory) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = parse_params(raw)
     for name in EXPERIMENTS:
-        generate_experiment(params, name, repo)
+        generate_experiment(resolve(params, name, repo))
         _fake_train_and_tune(repo, name, params.experiment(name))
-        evaluate_experiment(params, name, repo)
+        evaluate_experiment(resolve(params, name, repo))
     write_summary(params, repo)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     cwd = Path.cwd()

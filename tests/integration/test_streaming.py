@@ -13,8 +13,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.audio import AudioError, read_audio, write_audio_atomic
-from pipeline.streaming import (
+from pipeline.enhance import (
     ModelDirError,
     enhance_file,
     enhance_signal,
@@ -23,6 +22,7 @@ from pipeline.streaming import (
     overlap_add,
     seam_ratio,
 )
+from pipeline.io.audio import AudioError, read_audio, write_audio_atomic
 
 keras = pytest.importorskip("keras")
 

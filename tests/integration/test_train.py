@@ -17,11 +17,18 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-import pipeline.models  # noqa: F401  (registers the custom layers for load_model)
+import pipeline.nn.models  # noqa: F401  (registers the custom layers for load_model)
 from pipeline import tracking
-from pipeline.config import ParamsError, load_params
-from pipeline.data import DataError
-from pipeline.train import derive_seed, effective_config, train_experiment
+from pipeline.config import ParamsError, load_params, resolve
+from pipeline.config.resolve import derive_seed
+from pipeline.layout import DataDigest, DataError
+from pipeline.stages.train import train_experiment
+
+
+def effective_config(params, name, root):
+    """(model, train, where-from) as the train stage resolves them."""
+    r = resolve(params, name, root, tuned=True)
+    return r.model, r.train, {"tuned": r.tuning.tuned, **r.tuning.record.dump()}
 
 REAL_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 NAME = "seed-noise"
@@ -43,7 +50,9 @@ def write_fake_dataset(folder: Path, frame_length: int, sizes: dict[str, int], s
         np.save(folder / f"{split}_degraded.npy", degraded)
         arrays[split] = clean
     digest = f"{seed:02d}" * 32
-    (folder / "digest.json").write_text(json.dumps({"digest": digest}))
+    record = DataDigest(experiment=folder.name, digest=digest, seed=seed,
+                        frame_length=frame_length, sample_rate=1000, sizes=sizes, config={})
+    (folder / "digest.json").write_text(record.text())
     (folder / "manifest.csv").write_text("split,index\n")
     return digest
 
@@ -88,7 +97,7 @@ def trained(env, tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     db = root / "mlflow.db"
     make_repo(root, {"uri": f"sqlite:///{db}"})
-    meta = train_experiment(load_params(root / "params.yaml"), NAME, root)
+    meta = train_experiment(resolve(load_params(root / "params.yaml"), NAME, root, tuned=True))
     return root, meta
 
 
@@ -96,28 +105,28 @@ def test_outputs_and_meta(trained):
     root, meta = trained
     out = root / "models" / NAME
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "meta.json", "model.keras"]
-    assert json.loads((out / "meta.json").read_text()) == meta
+    assert json.loads((out / "meta.json").read_text()) == meta.dump()
     params = load_params(root / "params.yaml")
-    assert meta["experiment"] == NAME and meta["task"] == "noise"
-    assert meta["sample_rate"] == 1000 and meta["frame_length"] == 100
-    assert meta["arch"] == params.experiments[NAME].model.arch and meta["model"]["filters"] == 4
-    assert meta["train"]["epochs"] == params.quick.epochs  # quick cap applied
-    assert meta["tuned"] is False
-    assert meta["stopped_by"] in ("epochs", "early_stopping")
-    assert meta["budget"] == {"epochs": params.quick.epochs, "max_seconds": None}
-    assert {"tensorflow-cpu", "keras", "numpy", "optuna", "mlflow", "dvc"} <= set(meta["versions"])
-    assert meta["data_digest"] == json.loads((root / "data" / NAME / "digest.json").read_text())[
+    assert meta.experiment == NAME and meta.task == "noise"
+    assert meta.sample_rate == 1000 and meta.frame_length == 100
+    assert meta.arch == params.experiments[NAME].model.arch and meta.model["filters"] == 4
+    assert meta.train["epochs"] == params.quick.epochs  # quick cap applied
+    assert meta.tuned is False
+    assert meta.stopped_by in ("epochs", "early_stopping")
+    assert meta.budget == {"epochs": params.quick.epochs, "max_seconds": None}
+    assert {"tensorflow-cpu", "keras", "numpy", "optuna", "mlflow", "dvc"} <= set(meta.versions)
+    assert meta.data_digest == json.loads((root / "data" / NAME / "digest.json").read_text())[
         "digest"
     ]
-    assert meta["seed"] == derive_seed(params.base.seed, NAME)
-    assert isinstance(meta["mlflow_run_id"], str)
-    assert np.isfinite(meta["best_val_loss"])
-    assert 1 <= meta["best_epoch"] <= meta["epochs_run"] <= params.quick.epochs
-    assert meta["train_seconds"] > 0 and meta["samples_per_second"] > 0
+    assert meta.seed == derive_seed(params.base.seed, NAME, "train")
+    assert isinstance(meta.mlflow_run_id, str)
+    assert np.isfinite(meta.best_val_loss)
+    assert 1 <= meta.best_epoch <= meta.epochs_run <= params.quick.epochs
+    assert meta.train_seconds > 0 and meta.samples_per_second > 0
     hist = pd.read_csv(out / "history.csv")
     assert list(hist.columns[:3]) == ["epoch", "loss", "val_loss"]
-    assert hist["epoch"].tolist() == list(range(1, meta["epochs_run"] + 1))
-    assert hist["val_loss"].min() == pytest.approx(meta["best_val_loss"], rel=1e-5)
+    assert hist["epoch"].tolist() == list(range(1, meta.epochs_run + 1))
+    assert hist["val_loss"].min() == pytest.approx(meta.best_val_loss, rel=1e-5)
     # No temp folders left behind by the atomic swap.
     assert [p.name for p in (root / "models").iterdir()] == [NAME]
 
@@ -137,35 +146,35 @@ def test_mlflow_run_has_params_metrics_model_dataset_and_tags(trained, monkeypat
     exp = client.get_experiment_by_name(f"audiorecon/{NAME}")
     assert exp.artifact_location == (root / "mlartifacts" / NAME).as_uri()
     runs = client.search_runs([exp.experiment_id])
-    assert [r.info.run_id for r in runs] == [meta["mlflow_run_id"]]
+    assert [r.info.run_id for r in runs] == [meta.mlflow_run_id]
     run = runs[0]
     assert run.info.status == "FINISHED"
     p = run.data.params
-    assert p["model.depth"] == "2" and p["model.arch"] == meta["arch"]
+    assert p["model.depth"] == "2" and p["model.arch"] == meta.arch
     assert float(p["train.learning_rate"]) == pytest.approx(1e-3)
     assert p["degradation.std"] == "[0.01, 0.1]" and p["degradation.kind"] == "noise"
-    assert p["frame_length"] == "100" and p["seed"] == str(meta["seed"])
+    assert p["frame_length"] == "100" and p["seed"] == str(meta.seed)
     for key in ("loss", "val_loss", "epoch_seconds"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-        assert steps == list(range(1, meta["epochs_run"] + 1)), key
+        assert steps == list(range(1, meta.epochs_run + 1)), key
     m = run.data.metrics
-    assert m["best_val_loss"] == pytest.approx(meta["best_val_loss"])
+    assert m["best_val_loss"] == pytest.approx(meta.best_val_loss)
     assert {"train_seconds", "samples_per_second", "best_epoch"} <= set(m)
     tags = run.data.tags
     assert tags["stage"] == "train" and tags["experiment"] == NAME
-    assert tags["data_digest"] == meta["data_digest"]
-    assert tags["params_hash"] == meta["params_hash"]
-    assert tags["budget"] == "epochs" and tags["stopped_by"] == meta["stopped_by"]
+    assert tags["data_digest"] == meta.data_digest
+    assert tags["params_hash"] == meta.params_hash
+    assert tags["budget"] == "epochs" and tags["stopped_by"] == meta.stopped_by
     assert p["versions.keras"] == keras.__version__
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     contexts = {ds.dataset.name: {t.key: t.value for t in ds.tags}["mlflow.data.context"]
                 for ds in run.inputs.dataset_inputs}
     assert contexts == {f"{NAME}-train": "training", f"{NAME}-val": "validation"}
-    assert {ds.dataset.digest for ds in run.inputs.dataset_inputs} == {meta["data_digest"][:32]}
+    assert {ds.dataset.digest for ds in run.inputs.dataset_inputs} == {meta.data_digest[:32]}
     [logged] = client.search_logged_models(
         [exp.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
     )
-    assert logged.name == "model" and logged.model_id == meta["mlflow_model_id"]
+    assert logged.name == "model" and logged.model_id == meta.mlflow_model_id
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # set_tracking_uri exports it
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     info = mlflow.models.get_model_info(logged.model_uri)
@@ -180,18 +189,18 @@ def test_mlflow_run_has_params_metrics_model_dataset_and_tags(trained, monkeypat
 def test_rerun_is_deterministic_and_optional_dead_backend_still_writes(trained, tmp_path):
     root, meta = trained
     again = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False})
-    meta2 = train_experiment(load_params(again / "params.yaml"), NAME, again)
-    assert meta2["mlflow_run_id"] is None
+    meta2 = train_experiment(resolve(load_params(again / "params.yaml"), NAME, again, tuned=True))
+    assert meta2.mlflow_run_id is None
     assert json.loads((again / "models" / NAME / "meta.json").read_text())["mlflow_run_id"] is None
     assert (again / "models" / NAME / "model.keras").is_file()
-    assert meta2["best_val_loss"] == pytest.approx(meta["best_val_loss"], abs=1e-4)
-    assert meta2["params_hash"] == meta["params_hash"]
+    assert meta2.best_val_loss == pytest.approx(meta.best_val_loss, abs=1e-4)
+    assert meta2.params_hash == meta.params_hash
 
 
 def test_required_dead_backend_fails_before_writing(env, tmp_path):
     root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": True})
     with pytest.raises(tracking.TrackingError, match="unreachable.*tracking.required: false"):
-        train_experiment(load_params(root / "params.yaml"), NAME, root)
+        train_experiment(resolve(load_params(root / "params.yaml"), NAME, root, tuned=True))
     assert not (root / "models").exists()
 
 
@@ -262,12 +271,12 @@ def test_train_applies_best_params_and_says_when_a_clock_stopped_it(env, tmp_pat
                      tuned=True)
     _write_best(root, {"batch_size": 32, "filters": 2}, source="optuna", study="s", best_value=-1.0,
                 untuned_value=-0.5, n_trials=2)
-    meta = train_experiment(load_params(root / "params.yaml"), NAME, root)
-    assert meta["tuned"] is True and meta["config_source"]["source"] == "optuna"
-    assert meta["config_source"]["untuned_value"] == -0.5
-    assert meta["train"]["batch_size"] == 32 and meta["model"]["filters"] == 2
-    assert meta["train"]["epochs"] == 2 and meta["epochs_run"] == 1
-    assert meta["stopped_by"] == "wall_clock" and meta["budget"]["max_seconds"] == 1e-3
+    meta = train_experiment(resolve(load_params(root / "params.yaml"), NAME, root, tuned=True))
+    assert meta.tuned is True and meta.config_source.source == "optuna"
+    assert meta.config_source.untuned_value == -0.5
+    assert meta.train["batch_size"] == 32 and meta.model["filters"] == 2
+    assert meta.train["epochs"] == 2 and meta.epochs_run == 1
+    assert meta.stopped_by == "wall_clock" and meta.budget["max_seconds"] == 1e-3
     model = keras.models.load_model(root / "models" / NAME / "model.keras", safe_mode=True,
                                     compile=False)
     first = next(la for la in model.layers if isinstance(la, (keras.layers.Conv1D, keras.layers.Dense)))
@@ -281,5 +290,5 @@ def test_failed_training_keeps_previous_outputs(env, tmp_path):
     (out / "meta.json").write_text("{}")
     shutil.rmtree(root / "data" / NAME)
     with pytest.raises(Exception, match="missing"):
-        train_experiment(load_params(root / "params.yaml"), NAME, root)
+        train_experiment(resolve(load_params(root / "params.yaml"), NAME, root, tuned=True))
     assert (out / "meta.json").read_text() == "{}"

@@ -21,11 +21,11 @@ from helpers import quick_params, real_params
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config import load_params
-from pipeline.data import read_digest
-from pipeline.generate import generate_experiment
-from pipeline.train import effective_config
-from pipeline.tune import (
+from pipeline.config import load_params, resolve
+from pipeline.layout import read_digest
+from pipeline.stages.generate import generate_experiment
+from pipeline.stages.train import effective_config
+from pipeline.tuning.study import (
     TuneError,
     fail_orphaned_trials,
     mask_url,
@@ -51,7 +51,7 @@ def _repo(folder: Path, data_from: Path | None = None, **overrides) -> Path:
     if data_from is not None:
         shutil.copytree(data_from / "data", folder / "data")
     else:
-        generate_experiment(load_params(folder / "params.yaml"), EXP, folder)
+        generate_experiment(resolve(load_params(folder / "params.yaml"), EXP, folder))
     return folder
 
 

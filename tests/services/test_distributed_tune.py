@@ -19,10 +19,10 @@ import yaml
 from helpers import quick_params
 from optuna.trial import TrialState
 
-from pipeline import tune
-from pipeline.config import load_params
-from pipeline.data import read_digest
-from pipeline.generate import generate_experiment
+from pipeline.config import load_params, resolve
+from pipeline.layout import read_digest
+from pipeline.stages.generate import generate_experiment
+from pipeline.tuning import study as tune
 
 EXP = "seed-noise"
 N = 6
@@ -38,7 +38,7 @@ def _repo(folder: Path, seed: int, uri: str, epochs: int = 2) -> Path:
         "tune.max_train_frames": 256, "tune.max_val_frames": 64, "tracking.uri": uri,
     })
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    generate_experiment(load_params(folder / "params.yaml"), EXP, folder)
+    generate_experiment(resolve(load_params(folder / "params.yaml"), EXP, folder))
     return folder
 
 

@@ -18,8 +18,8 @@ import yaml
 from helpers import quick_params
 from mlflow import MlflowClient
 
-from pipeline.config import load_params
-from pipeline.generate import generate_experiment
+from pipeline.config import load_params, resolve
+from pipeline.stages.generate import generate_experiment
 
 EXP = "seed-noise"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -30,7 +30,7 @@ def _repo(folder: Path, seed: int, **overrides) -> Path:
     raw = quick_params(folder, [EXP], **{"base.seed": seed, "tune.enabled": False,
                                          "quick.epochs": 2, **overrides})
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    generate_experiment(load_params(folder / "params.yaml"), EXP, folder)
+    generate_experiment(resolve(load_params(folder / "params.yaml"), EXP, folder))
     return folder
 
 

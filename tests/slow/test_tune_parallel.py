@@ -19,10 +19,10 @@ import yaml
 from helpers import quick_params
 from optuna.trial import TrialState
 
-from pipeline.config import load_params
-from pipeline.data import read_digest
-from pipeline.generate import generate_experiment
-from pipeline.tune import open_storage, study_name
+from pipeline.config import load_params, resolve
+from pipeline.layout import read_digest
+from pipeline.stages.generate import generate_experiment
+from pipeline.tuning.study import open_storage, study_name
 
 EXP = "seed-noise"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -34,7 +34,7 @@ def _repo(folder: Path, **overrides) -> Path:
                 "tune.pruner": "none", **overrides}
     raw = quick_params(folder, [EXP], **settings)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    generate_experiment(load_params(folder / "params.yaml"), EXP, folder)
+    generate_experiment(resolve(load_params(folder / "params.yaml"), EXP, folder))
     return folder
 
 

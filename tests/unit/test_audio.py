@@ -1,4 +1,4 @@
-"""Tests for pipeline.audio: round trips, every documented failure mode, atomic writes."""
+"""Tests for pipeline.io.audio: round trips, every documented failure mode, atomic writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.audio import (
+from pipeline.io.audio import (
     AudioError,
     read_audio,
     resample,

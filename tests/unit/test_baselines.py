@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.baselines import (
+from pipeline.dsp.baselines import (
     Baseline,
     GapFill,
     Identity,
@@ -18,7 +18,7 @@ from pipeline.baselines import (
     oracle,
     oracle_task_facts,
 )
-from pipeline.metrics import snr_db
+from pipeline.dsp.metrics import snr_db
 
 SINE = {"family": "sine", "f_range": [1, 9], "amplitude": [0.05, 1.0], "phase": "zero"}
 SINE_RANDOM = {**SINE, "phase": "random"}
@@ -328,7 +328,7 @@ def test_task_facts_random_phase_and_non_degenerate_cases():
 
 
 def test_bandwidth_task_facts():
-    from pipeline.baselines import bandwidth_task_facts
+    from pipeline.dsp.baselines import bandwidth_task_facts
 
     facts = bandwidth_task_facts({"family": "harmonic"}, {"kind": "bandwidth", "factor": 4}, 16000)
     assert "2000 Hz" in facts[0] and "cannot be predicted" in facts[1]
@@ -336,7 +336,7 @@ def test_bandwidth_task_facts():
 
 
 def test_ideal_mask_bound_beats_every_real_gain_it_is_compared_with():
-    from pipeline.baselines import ideal_mask_bound
+    from pipeline.dsp.baselines import ideal_mask_bound
 
     rng = np.random.default_rng(7)
     t = 1024

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-from pipeline.data import make_dataset
+from pipeline.nn.feed import make_dataset
 
 
 @pytest.fixture

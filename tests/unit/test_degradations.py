@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import degradations as D
 from pipeline.config import (
     BandwidthDeg,
     BitdepthDeg,
@@ -16,6 +15,7 @@ from pipeline.config import (
     NoiseDeg,
     QuantizeDeg,
 )
+from pipeline.dsp import degradations as D
 
 ALL = [
     NoiseDeg(std=(0.01, 0.1)),

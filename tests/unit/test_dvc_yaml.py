@@ -43,8 +43,10 @@ def _imports(tree: ast.AST, module: str) -> set[str]:
     return found
 
 
-def _closure(roots: set[str]) -> set[str]:
-    seen: set[str] = set()
+def _closure(roots: set[str], entry: str = "") -> set[str]:
+    """Every module that runs: imports, their imports, and each one's parent packages (Python
+    runs ``pipeline/x/__init__.py`` before ``pipeline.x.y``)."""
+    seen: set[str] = {entry} if entry else set()  # the entry module: only its command's body
     todo = list(roots)
     while todo:
         mod = todo.pop()
@@ -52,7 +54,16 @@ def _closure(roots: set[str]) -> set[str]:
             continue
         seen.add(mod)
         todo += _imports(ast.parse(_module_file(mod).read_text()), mod)
+        todo += [mod.rsplit(".", k)[0] for k in range(1, mod.count("."))]
     return seen
+
+
+def _dep_files(dep: str) -> set[str]:
+    """The package modules a dvc.yaml dep covers: a file, or every module under a folder."""
+    path = ROOT / dep
+    if path.is_dir():
+        return {f.relative_to(ROOT).as_posix() for f in path.rglob("*.py")}
+    return {dep}
 
 
 def _command_imports(stage_cmd: str) -> set[str]:
@@ -65,7 +76,7 @@ def _command_imports(stage_cmd: str) -> set[str]:
                      type_ignores=[])
     [fn] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == command]
     direct = (_imports(top, entry) | _imports(fn, entry)) - {entry}
-    return {entry} | _closure(direct)
+    return {entry} | _closure(direct, entry)
 
 
 def _stages() -> dict[str, dict]:
@@ -97,9 +108,22 @@ def test_deps_name_no_module_the_command_does_not_import(name):
     stage = _body(_stages()[name])
     imported = {_module_file(m).relative_to(ROOT).as_posix()
                 for m in _command_imports(stage["cmd"])}
-    extra = [d for d in stage["deps"] if isinstance(d, str) and d.startswith("pipeline/")
-             and d.endswith(".py") and d not in imported and "${" not in d]
-    assert not extra, f"dvc.yaml stage {name!r} depends on {extra}, which its command never imports"
+    extra = [d for d in stage["deps"] if isinstance(d, str) and d.startswith("pipeline")
+             and "${" not in d and not _dep_files(d) <= imported]
+    assert not extra, (f"dvc.yaml stage {name!r} depends on {extra}, which its command does not "
+                       "import (whole, for a folder)")
+
+
+def test_deps_are_folders_where_the_stage_imports_the_whole_folder():
+    """`pipeline/dsp` rather than its five files, wherever that stays true to the imports."""
+    for name, stage in _stages().items():
+        body = _body(stage)
+        files = [d for d in body["deps"] if d.startswith("pipeline/") and d.endswith(".py")]
+        for folder in {Path(d).parent.as_posix() for d in files} - {"pipeline"}:
+            inside = _dep_files(folder)
+            listed = {d for d in files if d.startswith(folder + "/")}
+            assert listed != inside or len(inside) < 2, (
+                f"dvc.yaml stage {name!r} lists every module of {folder}/: name the folder")
 
 
 def test_training_table_lists_every_experiment_and_agrees_with_tune_experiments():
@@ -109,7 +133,7 @@ def test_training_table_lists_every_experiment_and_agrees_with_tune_experiments(
     assert list(table) == list(params["experiments"])
     tuned = params["tune"]["experiments"]
     for name, row in table.items():
-        expected = f"reports/{name}/best_params.yaml" if name in tuned else "pipeline/config.py"
+        expected = f"reports/{name}/best_params.yaml" if name in tuned else "pipeline/config"
         assert row["tunables"] == expected, name
     assert _stages()["tune"]["foreach"] == "${tune.experiments}"
 

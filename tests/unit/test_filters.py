@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.filters import wiener_fir
+from pipeline.dsp.filters import wiener_fir
 
 
 def _frames(n: int, t: int, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.metrics import (
+from pipeline.dsp.metrics import (
     SNR_BUCKET_LABELS,
     SNR_BUCKETS,
     aggregate_snr_db,

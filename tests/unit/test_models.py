@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelCfg, TrainCfg
-from pipeline.models import (
+from pipeline.nn.models import (
     EdgeBlend,
     FixedFIR,
     MaskedISTFT,

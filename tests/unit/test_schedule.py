@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelCfg, TrainCfg
-from pipeline.train import fit
+from pipeline.stages.train import fit
 
 TINY = ModelCfg(arch="unet", depth=2, filters=4, kernel_size=5)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import signals
 from pipeline.config import HarmonicSignal, MultitoneSignal, SineSignal
+from pipeline.dsp import signals
 
 
 def test_sine_is_the_seed_distribution():

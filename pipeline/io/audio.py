@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from pipeline.errors import UserError
+
 __all__ = [
     "MAX_RATE",
     "MIN_RATE",
@@ -40,7 +42,7 @@ _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 _BLOCK = 1 << 20
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A problem with an audio file; the message names the file and says what to do."""
 
 

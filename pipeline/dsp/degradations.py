@@ -10,7 +10,7 @@ import numpy as np
 from scipy import signal as sps
 from scipy.interpolate import CubicSpline
 
-from .config import BandwidthDeg, BitdepthDeg, ClipDeg, DropoutDeg, NoiseDeg, QuantizeDeg
+from pipeline.config import BandwidthDeg, BitdepthDeg, ClipDeg, DropoutDeg, NoiseDeg, QuantizeDeg
 
 
 def _rms(x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import HarmonicSignal, MultitoneSignal, SineSignal, WavSignal
+from pipeline.config import HarmonicSignal, MultitoneSignal, SineSignal, WavSignal
 
 TWO_PI = np.float32(2 * np.pi)
 
@@ -147,7 +147,7 @@ def wav_frames(cfg: WavSignal, n: int, T: int, sr: int, rng: np.random.Generator
     """Frames cut at random from the user's recordings (mixed to mono, resampled to `sr`)."""
     from pathlib import Path
 
-    from .audio import read_audio, resample, to_mono
+    from pipeline.io.audio import read_audio, resample, to_mono
 
     folder = Path(root) / cfg.folder
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".wav", ".flac"})

@@ -38,8 +38,11 @@ from optuna.trial import TrialState
 
 from pipeline import tracking
 from pipeline.config import TUNABLE, ModelCfg, Params, SearchDim, TrainCfg, TuneCfg
-from pipeline.data import atomic_dir, atomic_write_text, load_split, read_digest
-from pipeline.train import best_params_path, derive_seed, fit, set_determinism
+from pipeline.config.resolve import derive_seed
+from pipeline.errors import UserError
+from pipeline.io.atomic import atomic_dir, atomic_write_text
+from pipeline.layout import ExperimentPaths, load_split, read_digest
+from pipeline.nn.fit import fit, set_determinism
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -57,7 +60,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what tune.n_trials / min_
 TPE_STARTUP = 5
 
 
-class TuneError(RuntimeError):
+class TuneError(UserError, RuntimeError):
     """A tuning problem the user can fix (storage, search space, every trial failing)."""
 
 
@@ -297,7 +300,7 @@ def objective_definition(params: Params, name: str, digest: str) -> dict[str, An
         "epochs": cfg.epochs,
         "max_train_frames": cfg.max_train_frames,
         "max_val_frames": cfg.max_val_frames,
-        "seed": derive_seed(params.base.seed, name),
+        "seed": derive_seed(params.base.seed, name, "train"),
         "model": {k: v for k, v in exp.model.model_dump(mode="json").items() if k not in tuned},
         "train": {
             k: v
@@ -342,7 +345,7 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is None or fields[19] == start
 
 
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+def fail_orphaned_trials(study: optuna.Study, tracker: tracking.Tracker = tracking.OFF) -> list[int]:
     """Mark FAIL the RUNNING trials whose local worker process is gone.
 
     Journal storages have no heartbeat, and an RDB heartbeat only expires after its grace
@@ -359,7 +362,7 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         failed.append(t.number)
         run_id = t.user_attrs.get("mlflow_run_id")
-        if run_id and tracking.tracking_enabled():
+        if run_id and tracker.enabled:
             try:
                 from mlflow import MlflowClient
 
@@ -453,13 +456,13 @@ def _pruning_callback(trial: optuna.Trial, run: tracking.RunHandle, curve: dict[
     return TrialCallback(trial, "val_loss")
 
 
-def _objective(job: _Job, train_arrays, val_arrays):
+def _objective(job: _Job, train_arrays, val_arrays, tracker: tracking.Tracker):
     import keras
 
     exp = job.params.experiment(job.name)
     space = job.params.tune_settings().space
     epochs = job.params.tune_settings().epochs
-    seed = derive_seed(job.params.base.seed, job.name)
+    seed = derive_seed(job.params.base.seed, job.name, "train")
     start = _proc_start(os.getpid())
 
     def objective(trial: optuna.Trial) -> float:
@@ -472,7 +475,7 @@ def _objective(job: _Job, train_arrays, val_arrays):
         t0 = time.perf_counter()
         curve: dict[str, list[float]] = {}
         outcome: BaseException | None = None
-        with tracking.start_run(
+        with tracker.start_run(
             job.name, f"trial-{trial.number}", tags, nested=True, parent_run_id=job.parent_run_id
         ) as run:
             if run.run_id:
@@ -604,8 +607,7 @@ def run_worker(job: _Job) -> int:
     An ask-and-tell loop rather than ``study.optimize`` so claiming a trial and counting the
     budget happen under one lock (see :class:`_Budget`).
     """
-    if job.tracking and not tracking.tracking_enabled():
-        tracking.setup(job.params.tracking, job.root)  # a spawned worker's own session
+    tracker = tracking.setup(job.params.tracking, job.root) if job.tracking else tracking.OFF
     _limit_threads(job.threads)
     cfg = job.params.tune_settings()
     data_dir = Path(job.root) / "data" / job.name
@@ -625,7 +627,7 @@ def run_worker(job: _Job) -> int:
         pruner=make_pruner(cfg),
     )
     study_id = storage.get_study_id_from_name(job.study)
-    objective = _objective(job, train_arrays, val_arrays)
+    objective = _objective(job, train_arrays, val_arrays, tracker)
     budget = _Budget(job)
     t0, ran = time.monotonic(), 0
     while job.timeout is None or time.monotonic() - t0 < job.timeout:
@@ -695,7 +697,7 @@ def _record(params: dict, source: str, study: str | None, storage: str | None,
 
 
 def _write_best(root: Path, name: str, record: dict[str, Any]) -> None:
-    atomic_write_text(best_params_path(root, name), yaml.safe_dump(record, sort_keys=False))
+    atomic_write_text(ExperimentPaths(Path(root), name).best_params, yaml.safe_dump(record, sort_keys=False))
 
 
 def _plots(study: optuna.Study, folder: Path) -> list[Path]:
@@ -804,7 +806,8 @@ def tune_experiment(
             return _untuned(params, name, root, "n_trials is 0 and no trial has completed")
         return _finish(params, name, root, study, spec, tracking.RunHandle(None))
 
-    enabled = tracking.setup(params.tracking, root)
+    tracker = tracking.setup(params.tracking, root)
+    enabled = tracker.enabled
     _carry_over(spec, store, sname, root, name)
     study = optuna.create_study(study_name=sname, storage=store, direction="minimize",
                                 load_if_exists=True)
@@ -847,7 +850,7 @@ def tune_experiment(
     }
     run_name = f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     lock = Path(tempfile.gettempdir()) / f"audiorecon-tune-{invocation}.lock"
-    with tracking.start_run(name, run_name, tags) as run:
+    with tracker.start_run(name, run_name, tags) as run:
         run.log_params({
             "tune": cfg.model_dump(mode="json", exclude={"storage", "experiments"}),
             "study": sname,
@@ -922,7 +925,7 @@ def _finish(params: Params, name: str, root: Path, study: optuna.Study, spec: st
                      **{f"n_{k}": v for k, v in counts.items() if k != "waiting"}})
     for f in files:
         run.log_artifact(folder / f, "tune")
-    run.log_artifact(best_params_path(root, name))
+    run.log_artifact(ExperimentPaths(Path(root), name).best_params)
     log.info("tune@%s: best val_loss %.5g (trial %d of %d) %s", name, best.value, best.number,
              len(trials), best.params)
     return record

@@ -24,8 +24,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pandas as pd
 import yaml
 
-from .config import Params
-from .data import DataError, atomic_dir, atomic_write_text
+from pipeline.config import Params
+from pipeline.io.atomic import atomic_dir, atomic_write_text
+from pipeline.layout import DataError
 
 log = logging.getLogger(__name__)
 
@@ -443,11 +444,11 @@ def build_report(params: Params, root: str | os.PathLike[str] = ".",
     """Write reports/index.html and reports/report/; returns the path, experiments and size."""
     root = Path(root).resolve()
     exps = collect(params, root)
-    from .tracking import git_commit, portable_uri, resolve_uri
+    from pipeline.tracking import git_commit, portable_uri, resolve_uri
 
     uri = portable_uri(resolve_uri(params.tracking, root), root)  # no machine paths in the page
     ppath = Path(params_path) if params_path else root / "params.yaml"
-    from .tracking import mask_passwords
+    from pipeline.tracking import mask_passwords
 
     params_text = mask_passwords(ppath.read_text() if ppath.is_file() else yaml.safe_dump(
         params.model_dump(mode="json"), sort_keys=False))

@@ -1,4 +1,7 @@
-"""The `generate@<experiment>` stage: synthetic (clean, degraded) frame pairs on disk."""
+"""Stage ``generate@E``: synthetic (clean, degraded) frame pairs on disk.
+
+compute (seeded chunks on two threads) -> record (DataDigest) -> write (data/E, atomically).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,15 @@ import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import degradations, signals
-from .config import Experiment, Params
-from .data import SPLITS, array_path, atomic_dir, digest_arrays
+from pipeline.config import Experiment
+from pipeline.config.resolve import Resolved
+from pipeline.dsp import degradations, signals
+from pipeline.io.atomic import atomic_dir
+from pipeline.layout import SPLITS, DataDigest, digest_arrays, save_split
 
 CHUNK = 1024  # frames per chunk: bounded memory, and n frames are a prefix of n + k frames
 
@@ -70,40 +74,47 @@ def make_split(exp: Experiment, seed: int, name: str, split: str, n: int, root="
     return clean, degraded, table
 
 
-def generate_experiment(params: Params, name: str, root: str | os.PathLike[str] = ".") -> dict:
-    """Write data/<name>/ atomically; return the digest record."""
-    root = Path(root)
-    exp = params.experiment(name)
-    sizes = exp.sizes.model_dump()
+def compute(r: Resolved) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Every split's (clean, degraded) arrays, keyed ``{split}_{kind}``, and the manifest."""
+    sizes = r.exp.sizes.model_dump()
     show = sys.stdout.isatty() and not os.environ.get("CI")
     arrays: dict[str, np.ndarray] = {}
     tables = []
     from rich.progress import Progress
 
     with Progress(disable=not show, transient=True) as bar:
-        task = bar.add_task(f"generate {name}", total=sum(sizes.values()))
+        task = bar.add_task(f"generate {r.name}", total=sum(sizes.values()))
         for split in SPLITS:
             clean, degraded, table = make_split(
-                exp, params.base.seed, name, split, sizes[split], root,
+                r.exp, r.base_seed, r.name, split, sizes[split], r.paths.root,
                 progress=lambda k: bar.advance(task, k),
             )
             arrays[f"{split}_clean"], arrays[f"{split}_degraded"] = clean, degraded
             tables.append(table)
-    config = exp.model_dump(mode="json", exclude={"model", "train"})
-    record = {
-        "experiment": name,
-        "digest": digest_arrays(arrays, json.dumps(config, sort_keys=True))[:16],
-        "seed": params.base.seed,
-        "frame_length": exp.frame_length,
-        "sample_rate": exp.sample_rate,
-        "sizes": sizes,
-        "config": config,
-    }
-    with atomic_dir(root / "data" / name) as tmp:
-        for key, arr in arrays.items():
-            split, kind = key.split("_")
-            np.save(array_path(tmp, split, kind), arr, allow_pickle=False)
-        pd.concat(tables, ignore_index=True).to_csv(tmp / "manifest.csv", index=False,
-                                                   float_format="%.6g")
-        (tmp / "digest.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return record
+    return arrays, pd.concat(tables, ignore_index=True)
+
+
+def record(r: Resolved, arrays: dict[str, np.ndarray]) -> DataDigest:
+    config = r.exp.model_dump(mode="json", exclude={"model", "train"})
+    return DataDigest(experiment=r.name,
+                      digest=digest_arrays(arrays, json.dumps(config, sort_keys=True))[:16],
+                      seed=r.base_seed, frame_length=r.exp.frame_length,
+                      sample_rate=r.exp.sample_rate, sizes=r.exp.sizes.model_dump(),
+                      config=config)
+
+
+def write(r: Resolved, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
+          digest: DataDigest) -> None:
+    with atomic_dir(r.paths.data) as tmp:
+        for split in SPLITS:
+            save_split(tmp, split, arrays[f"{split}_clean"], arrays[f"{split}_degraded"])
+        manifest.to_csv(tmp / r.paths.manifest.name, index=False, float_format="%.6g")
+        (tmp / r.paths.digest.name).write_text(digest.text(sort_keys=True))
+
+
+def generate_experiment(r: Resolved) -> DataDigest:
+    """Write data/E/ atomically; return its digest record."""
+    arrays, manifest = compute(r)
+    digest = record(r, arrays)
+    write(r, arrays, manifest, digest)
+    return digest

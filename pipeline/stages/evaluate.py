@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import baselines as bl
-from .config import Experiment, Params
-from .data import DataError, atomic_write_text, load_split, read_digest, replace_dir
-from .metrics import (
+from pipeline.config import Experiment, Params
+from pipeline.dsp import baselines as bl
+from pipeline.dsp.metrics import (
     SNR_BUCKET_LABELS,
     aggregate_snr_db,
     lsd,
@@ -43,7 +42,9 @@ from .metrics import (
     snr_db,
     summarize,
 )
-from .versions import library_versions
+from pipeline.io.atomic import atomic_write_text, replace_dir
+from pipeline.layout import DataError, load_split, read_digest
+from pipeline.versions import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _predict(model_path: Path, degraded: np.ndarray) -> tuple[np.ndarray, int]:
     """
     import keras
 
-    import pipeline.models  # noqa: F401  registers the custom layers for safe-mode loading
+    import pipeline.nn.models  # noqa: F401  registers the custom layers for safe-mode loading
 
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     x = np.asarray(degraded, dtype=np.float32)[..., None]
@@ -267,7 +268,7 @@ def _listening_examples(folder: Path, exp: Experiment, clean: np.ndarray, degrad
     Rates below PLAYBACK_MIN_RATE are upsampled by an integer factor (same pitch, same
     duration); all four versions of an example share one gain so their loudness compares.
     """
-    from .audio import resample, write_audio_atomic
+    from pipeline.io.audio import resample, write_audio_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     sr, T = exp.sample_rate, exp.frame_length
@@ -370,14 +371,14 @@ def _parent_run(train_run_id: str | None) -> str | None:
         return None
 
 
-def _log_run(params: Params, name: str, root: Path, stage: Path, metrics: dict[str, Any],
+def _log_run(tracker, params: Params, name: str, root: Path, stage: Path, metrics: dict[str, Any],
              methods: pd.DataFrame, test_frames: tuple[np.ndarray, np.ndarray],
              model_id: str | None) -> str | None:
     """Log the evaluation run and its artifacts; return its id (None when tracking is off).
 
     metrics.json is written into `stage` here because it carries the run's own id.
     """
-    from . import tracking
+    from pipeline import tracking
 
     exp = params.experiment(name)
     train_run_id = metrics["train_run_id"]
@@ -387,8 +388,8 @@ def _log_run(params: Params, name: str, root: Path, stage: Path, metrics: dict[s
     tags |= {"best_classical": metrics["best_classical"]}
     if train_run_id:
         tags["train_run_id"] = train_run_id
-    parent = _parent_run(train_run_id) if tracking.tracking_enabled() else None
-    with tracking.start_run(name, f"evaluate/{name}", tags=tags, parent_run_id=parent) as run:
+    parent = _parent_run(train_run_id) if tracker.enabled else None
+    with tracker.start_run(name, f"evaluate/{name}", tags=tags, parent_run_id=parent) as run:
         run.log_params({"signal": exp.signal.model_dump(mode="json"),
                         "degradation": exp.degradation.model_dump(mode="json"),
                         "lsd_n_fft": metrics["lsd_n_fft"], "versions": metrics["versions"]})
@@ -452,9 +453,9 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
     root = Path(root).resolve()
     exp = params.experiment(name)
     inputs = _check_inputs(root, name, exp)
-    from . import tracking
+    from pipeline import tracking
 
-    tracking.setup(params.tracking, root)  # a required backend that is down fails here, early
+    tracker = tracking.setup(params.tracking, root)  # a required backend that is down fails here, early
     data_dir, meta = inputs["data_dir"], inputs["meta"]
     signal, degradation = exp.signal.model_dump(), exp.degradation.model_dump()
 
@@ -580,7 +581,7 @@ def evaluate_experiment(params: Params, name: str, root: str | os.PathLike[str] 
         if by_f is not None:
             by_f.to_csv(stage / "figures" / "gain_by_frequency.csv", index=False,
                         float_format="%.6g")
-        metrics["mlflow_run_id"] = _log_run(params, name, root, stage, metrics, methods,
+        metrics["mlflow_run_id"] = _log_run(tracker, params, name, root, stage, metrics, methods,
                                             (test_c, test_d), meta.get("mlflow_model_id"))
         (stage / KEY_METRICS_FILE).write_text(_json(key_metrics(metrics)))
         _publish(stage, out, ["methods.csv", "gain_by_snr.csv", KEY_METRICS_FILE, "metrics.json"])

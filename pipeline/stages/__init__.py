@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from .config import load_params
-from .console import friendly, out
+from pipeline.config import load_params, resolve
+from pipeline.console import friendly, out
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,26 +29,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @friendly
 def generate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage generate@E: write data/E/ (clean and degraded splits, manifest, digest)."""
-    from .generate import generate_experiment
+    from pipeline.stages.generate import generate_experiment
 
-    p = load_params(params)
-    p.experiment(experiment)
-    rec = generate_experiment(p, experiment)
-    out.print(f"data/{experiment}: digest {rec['digest']} sizes {rec['sizes']}")
+    rec = generate_experiment(resolve(load_params(params), experiment))
+    out.print(f"data/{experiment}: digest {rec.digest} sizes {rec.sizes}")
 
 
 @app.command()
 @friendly
 def train(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage train@E: fit the model, write models/E/{model.keras,meta.json,history.csv}."""
-    from .train import train_experiment
+    from pipeline.stages.train import train_experiment
 
-    p = load_params(params)
-    p.experiment(experiment)
-    meta = train_experiment(p, experiment, Path("."))
-    out.print(f"models/{experiment}: best val loss {meta.get('best_val_loss')} "
-              f"(epoch {meta.get('best_epoch')}, {meta.get('stopped_by')}), "
-              f"run {meta.get('mlflow_run_id')}")
+    meta = train_experiment(resolve(load_params(params), experiment, tuned=True))
+    out.print(f"models/{experiment}: best val loss {meta.best_val_loss} "
+              f"(epoch {meta.best_epoch}, {meta.stopped_by}), run {meta.mlflow_run_id}")
 
 
 @app.command()
@@ -63,7 +58,7 @@ def tune(
     workers: Annotated[int | None, typer.Option(help="local worker processes")] = None,
 ) -> None:
     """Stage tune@E: run/continue the Optuna study, write reports/E/best_params.yaml."""
-    from .tune import tune_experiment
+    from pipeline.tuning.study import tune_experiment
 
     p = load_params(params)
     p.experiment(experiment)
@@ -76,7 +71,7 @@ def tune(
 @friendly
 def evaluate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage evaluate@E: score the model against classical baselines and the oracle."""
-    from .evaluate import evaluate_experiment
+    from pipeline.stages.evaluate import evaluate_experiment
 
     p = load_params(params)
     p.experiment(experiment)
@@ -88,7 +83,7 @@ def evaluate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> Non
 @friendly
 def summary(params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage summary: reports/summary.csv and summary.md over all experiments."""
-    from .evaluate import write_summary
+    from pipeline.stages.evaluate import write_summary
 
     p = load_params(params)
     table = write_summary(p, Path("."))
@@ -99,7 +94,7 @@ def summary(params: ParamsOpt = Path("params.yaml")) -> None:
 @friendly
 def report(params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage report: reports/index.html with figures and audio of every evaluated experiment."""
-    from .report import build_report
+    from pipeline.stages.report import build_report
 
     p = load_params(params)
     res = build_report(p, Path("."), params_path=params)
@@ -109,6 +104,3 @@ def report(params: ParamsOpt = Path("params.yaml")) -> None:
 
 
 STAGE_COMMANDS = (generate, tune, train, evaluate, summary, report)
-
-if __name__ == "__main__":  # pragma: no cover
-    app(prog_name="python -m pipeline.stages")

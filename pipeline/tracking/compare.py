@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import atomic_write_text
-from .report import public_uri
+from pipeline.errors import UserError
+from pipeline.io.atomic import atomic_write_text
+from pipeline.stages.report import public_uri
 
 STAGES = ("train", "evaluate", "tune", "tune-trial", "all")
 EVAL_METRICS = ["model_gain_db", "best_classical_gain_db", "model_minus_best_classical_db",
@@ -28,14 +29,14 @@ KEY_METRICS = {
 HEAD = ["run_id", "run_name", "stage", "started", "status"]
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """No runs to compare, or an unknown experiment / stage."""
 
 
 def _search(uri: str, experiment: str, stage: str, limit: int | None) -> pd.DataFrame:
     import mlflow
 
-    from . import tracking
+    from pipeline import tracking
 
     tracking.check_backend(uri, required=True)  # unreachable: one TrackingError, no traceback
     saved = os.environ.get("MLFLOW_TRACKING_URI")

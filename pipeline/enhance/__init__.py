@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline import audio
+from pipeline.errors import UserError
+from pipeline.io import audio
 
 __all__ = [
     "META_KEYS",
@@ -52,7 +53,7 @@ META_KEYS: dict[str, type] = {
 }
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError, ValueError):
     """The path is not a usable model folder (``models/<experiment>/``) of this pipeline."""
 
 
@@ -92,13 +93,13 @@ def _read_meta(folder: Path) -> dict:
 
 
 def _import_custom_objects() -> None:
-    """Import ``pipeline.models`` (if present) so its registered custom layers deserialize."""
-    if importlib.util.find_spec("pipeline.models") is None:
+    """Import ``pipeline.nn.models`` (if present) so its registered custom layers deserialize."""
+    if importlib.util.find_spec("pipeline.nn.models") is None:
         return
     try:
-        importlib.import_module("pipeline.models")
+        importlib.import_module("pipeline.nn.models")
     except Exception as e:  # a broken optional module must not hide the real load error
-        warnings.warn(f"could not import pipeline.models ({e}); custom layers unavailable",
+        warnings.warn(f"could not import pipeline.nn.models ({e}); custom layers unavailable",
                       stacklevel=3)
 
 
@@ -429,7 +430,7 @@ def enhance_file(
         raise audio.AudioError(
             f"{out_p}: unsupported output extension {out_p.suffix!r}; use .wav or .flac"
         )
-    import soundfile as sf  # soundfile is already loaded by pipeline.audio
+    import soundfile as sf  # soundfile is already loaded by pipeline.io.audio
 
     if not sf.check_format(fmt, subtype.upper()):
         raise audio.AudioError(f"{out_p}: subtype {subtype!r} is not valid for {fmt}")

@@ -455,7 +455,7 @@ def build_model(cfg: ModelCfg, frame_length: int | None = None, prefilter=None) 
         raise ValueError(f"a prefilter channel is only wired for arch unet (got {cfg.arch})")
     if cfg.prefilter_taps and (prefilter is None or len(prefilter) != cfg.prefilter_taps):
         raise ValueError(f"model.prefilter_taps = {cfg.prefilter_taps} needs that many FIR taps; "
-                         "train designs them from the training frames (pipeline.filters.wiener_fir)")
+                         "train designs them from the training frames (pipeline.dsp.filters.wiener_fir)")
     if cfg.arch == "mlp" and frame_length is None:
         raise ValueError("arch mlp needs frame_length: its dense layers see one frame length")
     time_axis = frame_length if cfg.arch == "mlp" else None

@@ -27,6 +27,8 @@ from urllib.parse import urlparse
 import mlflow
 from mlflow import MlflowClient
 
+from pipeline.errors import UserError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -45,7 +47,7 @@ _DVC_TEMP = (".dvc", "tmp", "exps")
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     """The tracking backend is required but cannot be used."""
 
 
@@ -139,33 +141,52 @@ def check_backend(uri: str, required: bool) -> bool:
         return False
 
 
-# ----------------------------------------------------------------------------- session state
+# ----------------------------------------------------------------------------- sessions
 @dataclass
-class _State:
+class Tracker:
+    """One stage's connection to the tracking backend (what :func:`setup` resolved).
+
+    `enabled` turns false for good when an optional backend is lost mid-stage; every run
+    handle made from this tracker then becomes a no-op.
+    """
+
     enabled: bool = False
     required: bool = True
     uri: str | None = None
     artifacts: Path | None = None  # per-experiment artifact roots go below; local backends only
 
+    def lost(self, what: str, err: BaseException) -> None:
+        """The backend failed mid-stage: TrackingError if required, else warn, stop logging."""
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = mask_passwords(f"MLflow tracking backend {self.uri} failed while {what}: "
+                             f"{first[:300]}")
+        if self.required:
+            raise TrackingError(f"{msg}; no stage output was replaced. Restart the server and "
+                                "re-run, or set tracking.required: false") from err
+        if self.enabled:
+            log.warning("%s; tracking disabled for the rest of this stage (tracking.required "
+                        "is false)", msg)
+        self.enabled = False
 
-_STATE = _State()
+    def start_run(self, experiment: str, run_name: str, tags: Mapping[str, str] | None = None,
+                  nested: bool = False, parent_run_id: str | None = None):
+        """A run in ``audiorecon/<experiment>`` (see :func:`_run`)."""
+        return _run(self, experiment, run_name, tags, nested, parent_run_id)
 
 
-def setup(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> bool:
-    """Resolve the URI, check the backend and point mlflow at it; returns whether tracking is on."""
+OFF = Tracker()  # tracking disabled: what tests and dry runs pass
+
+
+def setup(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> Tracker:
+    """Resolve the URI, check the backend and point mlflow at it."""
     uri = resolve_uri(cfg, root)
     required = True if cfg is None else cfg.required
     enabled = check_backend(uri, required)
     artifacts_dir = cfg.artifacts if cfg is not None else "mlartifacts"
-    _STATE.enabled = enabled
-    _STATE.required = required
-    _STATE.uri = uri
     if enabled and not required:
         for key, value in OPTIONAL_HTTP.items():
             os.environ.setdefault(key, value)
-    _STATE.artifacts = (
-        (repo_root(root) / artifacts_dir).resolve() if is_local_backend(uri) else None
-    )
+    artifacts = (repo_root(root) / artifacts_dir).resolve() if is_local_backend(uri) else None
     if enabled:
         # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI, which would then outrank
         # params.yaml in the next setup() of this process (tests, tune trials): undo that.
@@ -175,36 +196,14 @@ def setup(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> bool:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = saved
-    return enabled
-
-
-def disable() -> None:
-    """Turn tracking off for this process (tests, dry runs)."""
-    _STATE.enabled = False
-
-
-def tracking_enabled() -> bool:
-    return _STATE.enabled
-
-
-def _lost(what: str, err: BaseException) -> None:
-    """The backend failed mid-stage: TrackingError if required, else warn and stop logging."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    msg = f"MLflow tracking backend {_STATE.uri} failed while {what}: {first[:300]}"
-    if _STATE.required:
-        raise TrackingError(f"{msg}; no stage output was replaced. Restart the server and "
-                            "re-run, or set tracking.required: false") from err
-    if _STATE.enabled:
-        log.warning("%s; tracking disabled for the rest of this stage (tracking.required is "
-                    "false)", msg)
-    _STATE.enabled = False
+    return Tracker(enabled=enabled, required=required, uri=uri, artifacts=artifacts)
 
 
 def experiment_name(experiment: str) -> str:
     return f"{EXPERIMENT_PREFIX}{experiment}"
 
 
-def get_or_create_experiment(experiment: str) -> str:
+def get_or_create_experiment(experiment: str, artifacts: Path | None = None) -> str:
     """Id of ``audiorecon/<experiment>``, created with artifacts in ``<repo>/mlartifacts/<exp>``.
 
     Tolerates a concurrent creator (queued DVC runs) and restores a soft-deleted experiment
@@ -215,8 +214,8 @@ def get_or_create_experiment(experiment: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         location = None
-        if _STATE.artifacts is not None:
-            location = (_STATE.artifacts / experiment).as_uri()
+        if artifacts is not None:
+            location = (artifacts / experiment).as_uri()
         try:
             return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
         except mlflow.exceptions.MlflowException:
@@ -298,11 +297,11 @@ def standard_tags(
 class RunHandle:
     """Logging calls for one run; every method is a no-op when tracking is disabled.
 
-    A call that fails because the backend went away goes through :func:`_lost`.
+    A call that fails because the backend went away goes through :meth:`Tracker.lost`.
     """
 
-    def __init__(self, run: mlflow.ActiveRun | None):
-        self._run = run
+    def __init__(self, run: mlflow.ActiveRun | None, tracker: Tracker = OFF):
+        self._run, self._tracker = run, tracker
 
     @property
     def run_id(self) -> str | None:
@@ -310,7 +309,7 @@ class RunHandle:
 
     @property
     def active(self) -> bool:
-        return self._run is not None and _STATE.enabled
+        return self._run is not None and self._tracker.enabled
 
     def _call(self, what: str, fn, *args, **kwargs) -> Any:
         """fn's result, or None when tracking is off or the backend was lost."""
@@ -319,7 +318,7 @@ class RunHandle:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            _lost(what, err)
+            self._tracker.lost(what, err)
             return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -419,22 +418,17 @@ def _pip_requirements() -> list[str]:
 
 
 @contextmanager
-def start_run(
-    experiment: str,
-    run_name: str,
-    tags: Mapping[str, str] | None = None,
-    nested: bool = False,
-    parent_run_id: str | None = None,
-) -> Iterator[RunHandle]:
+def _run(tracker: Tracker, experiment: str, run_name: str, tags: Mapping[str, str] | None,
+         nested: bool, parent_run_id: str | None) -> Iterator[RunHandle]:
     """A run in ``audiorecon/<experiment>``; yields a no-op handle when tracking is disabled.
 
     An exception inside the block marks the run FAILED (KILLED for Ctrl-C) and propagates.
     """
-    if not _STATE.enabled:
+    if not tracker.enabled:
         yield RunHandle(None)
         return
     try:
-        exp_id = get_or_create_experiment(experiment)
+        exp_id = get_or_create_experiment(experiment, tracker.artifacts)
         active = mlflow.start_run(
             experiment_id=exp_id,
             run_name=run_name,
@@ -443,11 +437,11 @@ def start_run(
             parent_run_id=parent_run_id,
         )
     except Exception as err:
-        _lost(f"starting run {run_name!r}", err)
+        tracker.lost(f"starting run {run_name!r}", err)
         yield RunHandle(None)
         return
     try:
-        yield RunHandle(active)
+        yield RunHandle(active, tracker)
     except BaseException as exc:
         try:  # the stage's own error is the one to report; a dead backend must not delay it
             with _short_http_timeouts():
@@ -455,11 +449,11 @@ def start_run(
         except Exception as err:
             log.warning("could not mark run %s failed: %s", active.info.run_id, err)
         raise
-    if not _STATE.enabled:  # lost mid-run (optional tracking): drop the run, keep the stage
+    if not tracker.enabled:  # lost mid-run (optional tracking): drop the run, keep the stage
         with suppress(Exception), _short_http_timeouts():
             mlflow.end_run("FAILED")
         return
     try:
         mlflow.end_run("FINISHED")
     except Exception as err:
-        _lost(f"ending run {run_name!r}", err)
+        tracker.lost(f"ending run {run_name!r}", err)

@@ -1,0 +1,205 @@
+"""Fitting: build, compile and train one model, deterministically.
+
+:func:`fit` is the core both the train stage and every tuning trial call; nothing here reads
+files or params.yaml: it receives typed configs and arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import ModelCfg, TrainCfg
+from pipeline.nn.feed import make_dataset
+
+
+def set_determinism(jit_compile: bool) -> None:
+    """Bit-identical re-runs on one machine, whatever else it runs.
+
+    Op determinism pins TF's kernels to deterministic reductions (free on CPU here; on a GPU
+    it pins cuDNN). It excludes XLA, so an XLA run relies on XLA's CPU kernels, which were
+    deterministic in our re-runs (the slow test compares weights). Process-wide: set per stage.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the switch Keras reads
+
+    if jit_compile:  # an earlier run in this process must not silently drop XLA
+        tf_config.disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()
+
+
+@functools.cache
+def _callbacks_module():
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        """Adds `epoch_seconds` to the epoch logs; with `max_seconds` (exploration only) it
+        stops after the epoch crossing that budget (`stop_reason` tells so afterwards).
+
+        The seconds are a record of the run, never an input to it, unless max_seconds is set.
+        """
+
+        def __init__(self, max_seconds: float | None):
+            super().__init__()
+            self.max_seconds = max_seconds
+
+        def on_train_begin(self, logs=None):
+            self._elapsed = 0.0  # summed epoch times, as meta.json's train_seconds
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._te = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self._te
+            self._elapsed += seconds
+            if logs is not None:
+                logs["epoch_seconds"] = seconds
+            if self.max_seconds is not None and self._elapsed >= self.max_seconds:
+                self.model.stop_training = True
+
+    class MetricsLogger(keras.callbacks.Callback):
+        """Per-epoch metrics to the MLflow run (step = 1-based epoch), live during training."""
+
+        def __init__(self, run):  # anything with log_metrics(dict, step=)
+            super().__init__()
+            self.run = run
+
+        def on_epoch_end(self, epoch, logs=None):
+            finite = {k: float(v) for k, v in (logs or {}).items() if math.isfinite(float(v))}
+            self.run.log_metrics(finite, step=epoch + 1)
+
+    class CosineSchedule(keras.callbacks.Callback):
+        """Cosine decay of the learning rate over `total_steps` optimizer steps, from its start
+        value to `floor` times it; set every batch, so it depends on nothing but the step."""
+
+        def __init__(self, total_steps: int, floor: float = 0.05):
+            super().__init__()
+            self.total_steps, self.floor = max(1, total_steps), floor
+            self.step = 0
+
+        def on_train_begin(self, logs=None):
+            self.lr0 = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            progress = min(self.step / self.total_steps, 1.0)
+            factor = self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+            self.model.optimizer.learning_rate.assign(self.lr0 * factor)
+            self.step += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:  # as ReduceLROnPlateau does: the curve shows the schedule
+                lr = self.model.optimizer.learning_rate
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+    return EpochClock, MetricsLogger, CosineSchedule
+
+
+def metrics_logger(run) -> Any:
+    """A Keras callback logging each epoch's metrics to `run` (a tracking.RunHandle)."""
+    return _callbacks_module()[1](run)
+
+
+def fit(
+    model_cfg: ModelCfg,
+    train_cfg: TrainCfg,
+    train_arrays: tuple[np.ndarray, np.ndarray],
+    val_arrays: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    epochs: int | None = None,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+):
+    """Build, compile and train; returns (model with the best val_loss weights, history dict).
+
+    Arrays are (clean, degraded) pairs as returned by :func:`pipeline.layout.load_split`.
+    `callbacks` run after the built-in ones (e.g. optuna's KerasPruningCallback), so they see
+    `epoch_seconds`. The history holds one list per metric, one entry per epoch run.
+    """
+    import keras
+
+    from pipeline.nn.models import build_model, compile_model
+
+    keras.utils.set_random_seed(seed)
+    clean, degraded = train_arrays
+    frame_length = int(np.shape(clean)[1])
+    prefilter = None
+    if model_cfg.prefilter_taps:
+        from pipeline.dsp.filters import wiener_fir
+
+        prefilter = wiener_fir(clean, degraded, model_cfg.prefilter_taps,
+                               model_cfg.prefilter_max_gain_db)
+    model = build_model(model_cfg, frame_length=frame_length, prefilter=prefilter)
+    compile_model(model, train_cfg, frame_length=frame_length)
+    train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed,
+                            remix_noise=train_cfg.remix_noise)
+    val_ds = make_dataset(val_arrays[0], val_arrays[1], train_cfg.batch_size, shuffle=False)
+    clock_cls, _, cosine_cls = _callbacks_module()
+    builtin = [
+        keras.callbacks.TerminateOnNaN(),
+        clock_cls(train_cfg.max_seconds),
+    ]
+    if train_cfg.ema_momentum is not None:
+        # Validate on the averaged weights and hand them to the callbacks after it, so
+        # EarlyStopping keeps (and restores) the best averaged weights.
+        builtin.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    builtin += [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
+        ),
+    ]
+    if train_cfg.lr_schedule == "cosine":
+        steps = -(-int(np.shape(clean)[0]) // train_cfg.batch_size) * (epochs or train_cfg.epochs)
+        builtin.append(cosine_cls(steps))
+    elif train_cfg.lr_patience is not None:
+        builtin.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=train_cfg.lr_patience, min_lr=1e-5
+        ))
+    hist = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs or train_cfg.epochs,
+        callbacks=[*builtin, *callbacks],
+        verbose=verbose,
+        shuffle=False,  # make_dataset already reshuffles every epoch, seeded
+    )
+    return model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+
+
+def summarize_history(history: dict[str, list[float]], n_train: int) -> dict[str, Any]:
+    """best_val_loss / best_epoch (1-based) / epochs_run / train_seconds / samples_per_second.
+
+    samples_per_second is training frames per second of epoch wall-clock (validation included)
+    over the epochs after the first, which alone pays seconds of graph tracing; with a single
+    epoch it falls back to that one.
+    """
+    val = np.asarray(history.get("val_loss", []), dtype=float)
+    finite = np.where(np.isfinite(val), val, np.inf)
+    if val.size == 0 or not np.isfinite(finite).any():
+        raise RuntimeError(
+            "training diverged (no finite val_loss); lower train.learning_rate or check the data"
+        )
+    best = int(np.argmin(finite))
+    times = [float(t) for t in history.get("epoch_seconds", [])]
+    steady = times[1:] or times
+    rate = n_train * len(steady) / sum(steady) if steady and sum(steady) > 0 else None
+    return {
+        "best_val_loss": float(finite[best]),
+        "best_epoch": best + 1,
+        "epochs_run": int(val.size),
+        "train_seconds": round(sum(times), 3),
+        "samples_per_second": None if rate is None else round(rate, 1),
+    }
+
+
+def stop_reason(summary: dict[str, Any], train_cfg: TrainCfg) -> str:
+    """Why training ended: `epochs` (the budget), `early_stopping`, or `wall_clock` (only
+    when the exploration option train.max_seconds was set and ran out)."""
+    if train_cfg.max_seconds and summary["train_seconds"] >= train_cfg.max_seconds:
+        return "wall_clock"
+    return "early_stopping" if summary["epochs_run"] < train_cfg.epochs else "epochs"
