@@ -118,14 +118,15 @@ def log_mlflow(report: dict[str, Any], json_path: Path, md_path: Path) -> str | 
         cfg = load_params(ROOT / "params.yaml").tracking.model_copy(update={"required": False})
     except Exception:
         cfg = TrackingCfg(required=False)
-    if not tracking.setup(cfg, ROOT):
+    tracker = tracking.setup(cfg, ROOT)
+    if not tracker.enabled:
         return None
     m = report["machine"]
     tags = {"stage": "benchmarks", "cpu_model": m["cpu_model"], "cores": str(m["cores"]),
             "full": str(report["settings"]["full"])}
     if m.get("git_commit"):
         tags["git_commit"] = m["git_commit"]
-    with tracking.start_run("benchmarks", f"benchmarks-{m['date'][:19]}", tags) as run:
+    with tracker.start_run("benchmarks", f"benchmarks-{m['date'][:19]}", tags) as run:
         run.log_params({"machine": {k: v for k, v in m.items() if k != "date"},
                         "settings": report["settings"]})
         run.log_metrics({f["key"]: f["value"] for f in report["figures"] if f["value"] is not None})

@@ -73,9 +73,7 @@ def evaluate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> Non
     """Stage evaluate@E: score the model against classical baselines and the oracle."""
     from pipeline.stages.evaluate import evaluate_experiment
 
-    p = load_params(params)
-    p.experiment(experiment)
-    m = evaluate_experiment(p, experiment, Path("."))
+    m = evaluate_experiment(resolve(load_params(params), experiment))
     out.print(f"reports/{experiment}/metrics.json: model gain {m.get('model_gain_db')} dB")
 
 
@@ -83,10 +81,10 @@ def evaluate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> Non
 @friendly
 def summary(params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage summary: reports/summary.csv and summary.md over all experiments."""
-    from pipeline.stages.evaluate import write_summary
+    from pipeline.layout import RepoPaths
+    from pipeline.stages.summary import write_summary
 
-    p = load_params(params)
-    table = write_summary(p, Path("."))
+    table = write_summary(load_params(params), RepoPaths(Path(".").resolve()))
     out.print(table.to_string(), highlight=False, soft_wrap=True)
 
 
@@ -94,10 +92,10 @@ def summary(params: ParamsOpt = Path("params.yaml")) -> None:
 @friendly
 def report(params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage report: reports/index.html with figures and audio of every evaluated experiment."""
+    from pipeline.layout import RepoPaths
     from pipeline.stages.report import build_report
 
-    p = load_params(params)
-    res = build_report(p, Path("."), params_path=params)
+    res = build_report(load_params(params), RepoPaths(Path(".").resolve()), params_path=params)
     out.print(f"{res['path']}: {len(res['experiments'])} experiments "
               f"({', '.join(res['experiments'])}); reports/ holds {res['bytes'] / 1e6:.1f} MB",
               highlight=False)

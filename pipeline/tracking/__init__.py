@@ -10,24 +10,36 @@ more logging in this process.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
-import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
 
 from pipeline.errors import UserError
+from pipeline.tracking.tags import (  # noqa: F401  re-exported
+    flatten_params,
+    git_commit,
+    params_hash,
+    standard_tags,
+)
+from pipeline.tracking.uris import (  # noqa: F401  re-exported: tracking's public API
+    DB_FILE,
+    is_local_backend,
+    mask_passwords,
+    portable_uri,
+    public_uri,
+    repo_root,
+    resolve_uri,
+    run_url,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,12 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("audiorecon.tracking")
 
 EXPERIMENT_PREFIX = "audiorecon/"
-DB_FILE = "mlflow.db"
 CHECK_TIMEOUT_S = 5
 # When tracking is optional, a server that dies mid-run must not stall the stage for MLflow's
 # default retries (minutes per call): these apply unless the user set the variables.
 OPTIONAL_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
-_DVC_TEMP = (".dvc", "tmp", "exps")
 # MLflow 3's UI opens an experiment by its kind; untagged ones land on the GenAI overview.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -51,50 +61,7 @@ class TrackingError(UserError, RuntimeError):
     """The tracking backend is required but cannot be used."""
 
 
-# ----------------------------------------------------------------------------- locations
-def repo_root(path: str | os.PathLike[str] = ".") -> Path:
-    """The user's repository root, also from inside a ``dvc exp run --temp/--queue`` copy.
-
-    Those copies live under ``<repo>/.dvc/tmp/exps/<tmpdir>/``; runs tracked from there must land
-    in the real repo's database, not in a copy that DVC deletes afterwards.
-    """
-    p = Path(path).resolve()
-    parts = p.parts
-    for i in range(len(parts) - len(_DVC_TEMP) + 1):
-        if parts[i : i + len(_DVC_TEMP)] == _DVC_TEMP:
-            return Path(*parts[:i])
-    return p
-
-
-def resolve_uri(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> str:
-    """MLFLOW_TRACKING_URI, else params' tracking.uri, else ``sqlite:///<repo>/mlflow.db``."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    if cfg is not None and cfg.uri:
-        return cfg.uri
-    return f"sqlite:///{repo_root(root) / DB_FILE}"
-
-
-def portable_uri(uri: str, root: str | os.PathLike[str] = ".") -> str:
-    """`uri` as every clone would write it: paths under the repository relative to it
-    (``sqlite:///mlflow.db``, ``journal:optuna/E.journal``), passwords masked.
-
-    For committed files, which must not carry the absolute paths of the machine that wrote them.
-    """
-    repo = repo_root(root).as_posix().rstrip("/") + "/"
-    for prefix in ("sqlite:///", "journal:", "file://", ""):
-        if uri.startswith(prefix + repo):
-            return prefix + uri.removeprefix(prefix + repo)
-    return mask_passwords(uri)
-
-
-def is_local_backend(uri: str) -> bool:
-    """True for sqlite and plain-file stores: there we choose where artifacts go."""
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file", "sqlite") or (len(scheme) == 1 and os.name == "nt")
-
-
+# ----------------------------------------------------------------------------- backend
 @contextmanager
 def _short_http_timeouts() -> Iterator[None]:
     """No retries and a short timeout while probing, so a dead server fails in seconds."""
@@ -115,14 +82,6 @@ def _short_http_timeouts() -> Iterator[None]:
 
 
 _DUPLICATE_KEY = re.compile(r"duplicate key|UNIQUE constraint|UniqueViolation", re.IGNORECASE)
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^/\s:@]*):[^@\s/]*@")
-
-
-def mask_passwords(text: str) -> str:
-    """Every `scheme://user:password@` in free text (URIs, messages, params) with `***` for it."""
-    return _CREDENTIALS.sub(r"\1:***@", text)
-
-
 def check_backend(uri: str, required: bool) -> bool:
     """Probe the backend once; True if usable, False (with a warning) if down and optional.
 
@@ -228,69 +187,6 @@ def get_or_create_experiment(experiment: str, artifacts: Path | None = None) -> 
         if exp.tags.get(key) != value:
             client.set_experiment_tag(exp.experiment_id, key, value)
     return exp.experiment_id
-
-
-# ----------------------------------------------------------------------------- params & tags
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping -> {"model.depth": "4", ...}: stable dotted names line runs up in the UI."""
-    out: dict[str, str] = {}
-    for key in sorted(params, key=str):
-        value = params[key]
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten_params(value, prefix=f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = json.dumps(list(value))
-        else:
-            out[name] = str(value)
-    return out
-
-
-def params_hash(params: Mapping[str, Any]) -> str:
-    """Short content hash of a params mapping: equal hashes mean equal effective configs."""
-    flat = flatten_params(params)
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def git_commit(cwd: str | os.PathLike[str] = ".") -> str | None:
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = res.stdout.strip()
-    return sha if res.returncode == 0 and sha else None
-
-
-def standard_tags(
-    stage: str,
-    experiment: str,
-    params_hash: str,
-    data_digest: str | None,
-    cwd: str | os.PathLike[str] = ".",
-) -> dict[str, str]:
-    """Tags that tie a run to code (git), the DVC experiment, its config and its data."""
-    tags = {
-        "stage": stage,
-        "experiment": experiment,
-        "params_hash": params_hash,
-    }
-    if data_digest:
-        tags["data_digest"] = data_digest
-    sha = git_commit(cwd)
-    if sha:
-        tags["git_commit"] = sha
-        tags["mlflow.source.git.commit"] = sha
-    dvc_exp = os.environ.get("DVC_EXP_NAME")
-    if dvc_exp:
-        tags["dvc_exp_name"] = dvc_exp
-    return tags
 
 
 # ----------------------------------------------------------------------------- runs

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.errors import UserError
 from pipeline.io.atomic import atomic_write_text
-from pipeline.stages.report import public_uri
+from pipeline.tracking.uris import public_uri
 
 STAGES = ("train", "evaluate", "tune", "tune-trial", "all")
 EVAL_METRICS = ["model_gain_db", "best_classical_gain_db", "model_minus_best_classical_db",

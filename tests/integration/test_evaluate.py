@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from pipeline import tracking
 from pipeline.cli import app
 from pipeline.config import ModelCfg, parse_params, resolve
-from pipeline.layout import DataError, read_digest
-from pipeline.stages.evaluate import evaluate_experiment, write_summary
+from pipeline.layout import DataError, RepoPaths, read_digest
+from pipeline.stages.evaluate import evaluate_experiment
 from pipeline.stages.generate import generate_experiment
+from pipeline.stages.summary import write_summary
 
 keras = pytest.importorskip("keras")
 mlflow = pytest.importorskip("mlflow")
@@ -59,8 +60,8 @@ def _train_run(repo: Path, params, name: str) -> tuple[str, str]:
     the run and link its scores to the model."""
     import pipeline.nn.models as models
 
-    tracking.setup(params.tracking, repo)
-    with tracking.start_run(name, f"train-{name}", tags={"stage": "train"}) as run:
+    tracker = tracking.setup(params.tracking, repo)
+    with tracker.start_run(name, f"train-{name}", tags={"stage": "train"}) as run:
         model = models.build_model(ModelCfg(arch="unet", depth=2, filters=8, kernel_size=5),
                                    params.experiment(name).frame_length)
         model_id = run.log_keras_model(model, example=np.zeros((1, 100, 1), np.float32))
@@ -284,11 +285,11 @@ def test_summary_warns_on_missing_and_fails_on_none(tmp_path, repo, caplog):
     params = parse_params(yaml.safe_load((repo / "params.yaml").read_text()))
     other = tmp_path / "r"
     shutil.copytree(repo / "reports" / "seed-noise", other / "reports" / "seed-noise")
-    table = write_summary(params, other)
+    table = write_summary(params, RepoPaths(Path(other)))
     assert list(table.index) == ["seed-noise"]
     assert "seed-quantize" in caplog.text and "audio-bandwidth" in caplog.text
     with pytest.raises(DataError, match="metrics.json"):
-        write_summary(params, tmp_path / "empty")
+        write_summary(params, RepoPaths(Path(tmp_path / "empty")))
     assert not (tmp_path / "empty").exists()
 
 

@@ -9,13 +9,13 @@ is exempt by design: where runs are logged never changes a result.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
 from helpers import ROOT, quick_params
 
-from pipeline import tracking
-from pipeline.config import load_params, record_reads
+from pipeline.config import load_params, record_reads, resolve
 
 pytestmark = pytest.mark.timeout(600)
 TUNED, PLAIN = "seed-noise", "audio-bandwidth"
@@ -46,32 +46,34 @@ def repo(tmp_path_factory):
         "tune.max_train_frames": 128, "tune.max_val_frames": 64,
         f"experiments.{TUNED}.sizes": tiny["sizes"], f"experiments.{PLAIN}.sizes": tiny["sizes"],
         f"experiments.{TUNED}.train.epochs": 1, f"experiments.{PLAIN}.train.epochs": 1,
-        f"experiments.{PLAIN}.model.prefilter_taps": 31,
+        f"experiments.{PLAIN}.model.prefilter_taps": 31,  # nn refactor: model.prefilter.taps
     })
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return root
 
 
 def _run(repo, stage: str, experiment: str | None):
-    from pipeline.stages.evaluate import evaluate_experiment, write_summary
+    from pipeline.layout import RepoPaths
+    from pipeline.stages.evaluate import evaluate_experiment
     from pipeline.stages.generate import generate_experiment
     from pipeline.stages.report import build_report
+    from pipeline.stages.summary import write_summary
     from pipeline.stages.train import train_experiment
-    from pipeline.tuning.study import tune_experiment
+    from pipeline.tuning import tune_experiment
 
     calls = {"generate": generate_experiment, "tune": tune_experiment,
              "train": train_experiment, "evaluate": evaluate_experiment}
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     params = load_params(repo / "params.yaml")
     with record_reads(params) as reads:
-        if stage in calls:
-            calls[stage](params, experiment, repo)
+        if stage in calls:  # resolving is part of the stage: the CLI does it first
+            calls[stage](resolve(params, experiment, repo, tuned=stage == "train",
+                                 tuning=stage == "tune"))
         elif stage == "summary":
-            write_summary(params, repo)
+            write_summary(params, RepoPaths(Path(repo)))
         else:
-            build_report(params, repo)
+            build_report(params, RepoPaths(Path(repo)))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    tracking.disable()
     return reads
 
 

@@ -25,11 +25,13 @@ from typer.testing import CliRunner
 from pipeline import tracking
 from pipeline.cli import app
 from pipeline.config import ModelCfg, parse_params, resolve
-from pipeline.layout import read_digest
-from pipeline.stages.evaluate import evaluate_experiment, write_summary
+from pipeline.layout import RepoPaths, read_digest
+from pipeline.stages.evaluate import evaluate_experiment
 from pipeline.stages.generate import generate_experiment
-from pipeline.stages.report import build_report, public_uri, run_url
+from pipeline.stages.report import build_report
+from pipeline.stages.summary import write_summary
 from pipeline.tracking import mask_passwords
+from pipeline.tracking.uris import public_uri, run_url
 
 keras = pytest.importorskip("keras")
 
@@ -88,7 +90,7 @@ def repo(tmp_path_factory) -> Path:
         generate_experiment(resolve(params, name, repo))
         _fake_train_and_tune(repo, name, params.experiment(name))
         evaluate_experiment(resolve(params, name, repo))
-    write_summary(params, repo)
+    write_summary(params, RepoPaths(Path(repo)))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     cwd = Path.cwd()
     os.chdir(repo)
@@ -179,7 +181,7 @@ def test_run_links_for_a_tracking_server_hide_the_password(repo, tmp_path):
     shutil.copytree(repo / "reports", other / "reports")
     raw = quick_params(other, EXPERIMENTS,
                        **{"tracking.uri": "https://alice:s3cret@mlflow.example.org:8443/ml"})
-    build_report(parse_params(raw), other)
+    build_report(parse_params(raw), RepoPaths(Path(other)))
     html = (other / "reports" / "index.html").read_text()
     run_id = json.loads((repo / "reports/seed-noise/metrics.json").read_text())["mlflow_run_id"]
     assert (f'href="https://mlflow.example.org:8443/ml/#/runs/{run_id}'
@@ -206,13 +208,13 @@ def store(tmp_path, monkeypatch) -> Path:
     raw = quick_params(tmp_path, ["seed-noise", "audio-noise"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = parse_params(raw)
-    tracking.setup(params.tracking, tmp_path)
+    tracker = tracking.setup(params.tracking, tmp_path)
     for i, lr in enumerate([1e-3, 3e-4, 1e-4]):
-        with tracking.start_run("seed-noise", f"train/seed-noise #{i}", {"stage": "train"}) as run:
+        with tracker.start_run("seed-noise", f"train/seed-noise #{i}", {"stage": "train"}) as run:
             run.log_params({"train": {"learning_rate": lr, "batch_size": 64}, "seed": 1})
             run.log_metrics({"best_val_loss": -20.0 - i, "epochs_run": 3})
             train_id = run.run_id
-        with tracking.start_run("seed-noise", "evaluate/seed-noise",
+        with tracker.start_run("seed-noise", "evaluate/seed-noise",
                                 {"stage": "evaluate", "train_run_id": train_id}) as run:
             run.log_metrics({"model_gain_db": 10.0 + i, "best_classical_gain_db": 7.5})
         time.sleep(0.02)  # distinct start times: newest first must be well defined

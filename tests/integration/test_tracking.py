@@ -24,7 +24,6 @@ def _clean_env(monkeypatch):
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     yield
-    tracking.disable()
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +99,11 @@ def test_dead_backend_message_never_shows_the_password():
 
 def test_dead_backend_optional_warns_and_disables(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="audiorecon.tracking"):
-        enabled = tracking.setup(TrackingCfg(uri=DEAD, required=False), tmp_path)
-    assert enabled is False and not tracking.tracking_enabled()
+        tracker = tracking.setup(TrackingCfg(uri=DEAD, required=False), tmp_path)
+        enabled = tracker.enabled
+    assert enabled is False and not tracker.enabled
     assert "unreachable" in caplog.text
-    with tracking.start_run("x", "run", {"a": "b"}) as run:
+    with tracker.start_run("x", "run", {"a": "b"}) as run:
         assert run.run_id is None and not run.active
         run.log_params({"model": {"depth": 1}})  # all no-ops
         run.log_metrics({"loss": 1.0}, step=1)
@@ -111,14 +111,15 @@ def test_dead_backend_optional_warns_and_disables(tmp_path, caplog):
 
 
 def test_run_lands_in_named_experiment_with_local_artifacts(repo):
-    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    tracker = tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    assert tracker.enabled
     assert "MLFLOW_TRACKING_URI" not in os.environ  # would outrank params in the next setup
-    with tracking.start_run("exp-a", "train/exp-a", {"stage": "train"}) as run:
+    with tracker.start_run("exp-a", "train/exp-a", {"stage": "train"}) as run:
         run.log_params({"model": {"depth": 3}})
         run.log_metrics({"loss": 2.0}, step=1)
         run.log_metrics({"loss": 1.0}, step=2)
         parent = run.run_id
-        with tracking.start_run("exp-a", "trial-0", nested=True, parent_run_id=parent) as child:
+        with tracker.start_run("exp-a", "trial-0", nested=True, parent_run_id=parent) as child:
             child.log_metrics({"value": 0.5})
     client = MlflowClient()
     exp = client.get_experiment_by_name("audiorecon/exp-a")
@@ -130,16 +131,17 @@ def test_run_lands_in_named_experiment_with_local_artifacts(repo):
     c = client.get_run(child.run_id)
     assert c.data.tags["mlflow.parentRunId"] == parent
     # A second setup/start finds the same experiment instead of creating another.
-    with tracking.start_run("exp-a", "again"):
+    with tracker.start_run("exp-a", "again"):
         pass
     assert len(client.search_experiments(filter_string="name = 'audiorecon/exp-a'")) == 1
 
 
 def test_deleted_experiment_is_restored(repo):
-    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    tracker = tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    assert tracker.enabled
     exp_id = tracking.get_or_create_experiment("exp-gone")
     MlflowClient().delete_experiment(exp_id)
-    with tracking.start_run("exp-gone", "r") as run:
+    with tracker.start_run("exp-gone", "r") as run:
         assert run.run_id
     assert MlflowClient().get_experiment(exp_id).lifecycle_stage == "active"
 
@@ -180,15 +182,16 @@ def _lose_backend_mid_run(monkeypatch) -> None:
 
 
 def test_backend_lost_mid_run_optional_warns_once_and_goes_on(repo, monkeypatch, caplog):
-    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}", required=False), repo)
+    tracker = tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}", required=False), repo)
+    assert tracker.enabled
     with caplog.at_level(logging.WARNING, logger="audiorecon.tracking"):
-        with tracking.start_run("exp-lost", "r") as run:
+        with tracker.start_run("exp-lost", "r") as run:
             run.log_metrics({"loss": 1.0}, step=1)
             _lose_backend_mid_run(monkeypatch)
             run.log_metrics({"loss": 0.5}, step=2)  # fails: warns, disables tracking
             run.log_params({"a": 1})  # no-op now, no second warning
-            assert not run.active and not tracking.tracking_enabled()
-        with tracking.start_run("exp-lost", "next") as nxt:  # the rest of the stage: no-ops
+            assert not run.active and not tracker.enabled
+        with tracker.start_run("exp-lost", "next") as nxt:  # the rest of the stage: no-ops
             assert nxt.run_id is None
     assert caplog.text.count("failed while logging metrics") == 1
     assert "tracking disabled for the rest of this stage" in caplog.text
@@ -196,9 +199,10 @@ def test_backend_lost_mid_run_optional_warns_once_and_goes_on(repo, monkeypatch,
 
 
 def test_backend_lost_mid_run_required_is_one_tracking_error(repo, monkeypatch):
-    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    tracker = tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    assert tracker.enabled
     t0 = time.monotonic()
-    with pytest.raises(tracking.TrackingError) as err, tracking.start_run("exp-lost", "r") as run:
+    with pytest.raises(tracking.TrackingError) as err, tracker.start_run("exp-lost", "r") as run:
         _lose_backend_mid_run(monkeypatch)
         run.log_metrics({"loss": 0.5}, step=2)
     assert time.monotonic() - t0 < 30
@@ -214,7 +218,8 @@ def test_dataset_logged_by_a_racing_run_first_is_retried(repo, monkeypatch):
     second insert of its key (seen with PostgreSQL); the loser logs it again and succeeds."""
     import numpy as np
 
-    assert tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    tracker = tracking.setup(TrackingCfg(uri=f"sqlite:///{repo / 'mlflow.db'}"), repo)
+    assert tracker.enabled
     real = mlflow.log_input
     calls = []
 
@@ -228,7 +233,7 @@ def test_dataset_logged_by_a_racing_run_first_is_retried(repo, monkeypatch):
 
     monkeypatch.setattr(mlflow, "log_input", racing)
     x = np.zeros((4, 8), np.float32)
-    with tracking.start_run("exp-race", "train/exp-race") as run:
+    with tracker.start_run("exp-race", "train/exp-race") as run:
         ds = run.log_dataset(x, x, "ab" * 32, name="exp-race-train", source=repo)
         assert ds is not None and run.active
     assert len(calls) == 2

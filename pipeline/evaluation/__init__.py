@@ -1,0 +1,1 @@
+"""Scoring, figures and listening examples of the evaluate stage (no TensorFlow)."""
