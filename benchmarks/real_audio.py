@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import load_params
-from pipeline.dsp.baselines import classical_baselines
+from pipeline.dsp.baselines import best_classical, classical_baselines
 from pipeline.dsp.degradations import apply_long
 from pipeline.dsp.metrics import snr_db
 from pipeline.enhance import enhance_signal, load_model_dir
@@ -23,16 +23,17 @@ from pipeline.io.audio import read_audio, resample, to_mono
 from pipeline.layout import load_split
 
 
-def best_classical(exp, folder: Path):
+def fit_best_classical(exp, folder: Path):
+    """The fitted baseline that wins on the validation split (the evaluate stage's rule), and its gain."""
     clean, degraded = (np.asarray(a) for a in load_split(folder, "train", limit=2000))
     vc, vd = (np.asarray(a) for a in load_split(folder, "val"))
     base = snr_db(vd, vc)
-    scored = []
-    for b in classical_baselines(exp.degradation.model_dump(), exp.sample_rate, exp.frame_length):
-        b.fit(clean, degraded)
-        scored.append((float(np.mean(snr_db(b(vd), vc) - base)), b))
-    gain, b = max(scored, key=lambda s: s[0])
-    return b, gain
+    fitted, gains = {}, {}
+    for b in classical_baselines(exp.degradation, exp.sample_rate, exp.frame_length):
+        fitted[b.name] = b.fit(clean, degraded)
+        gains[b.name] = float(np.mean(snr_db(b(vd), vc) - base))
+    name = best_classical(gains)
+    return fitted[name], gains[name]
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     params = load_params()
     exp = params.experiment(a.experiment)
     predict, meta = load_model_dir(Path("models") / a.experiment)
-    baseline, val_gain = best_classical(exp, Path("data") / a.experiment)
+    baseline, val_gain = fit_best_classical(exp, Path("data") / a.experiment)
     print(f"best classical on validation: {baseline.name} (+{val_gain:.2f} dB)")
     print(f"{'file':<16}{'seed':>5}{'input SNR':>11}{'model gain':>12}{'classical':>11}{'RTF':>8}")
     for path in a.files:

@@ -7,28 +7,39 @@ and gaps, and the oracle must recover sines where the dictionary makes them iden
 
 from __future__ import annotations
 
+import types
+import typing
+
 import numpy as np
 import pytest
 
+from pipeline.config import (
+    BandwidthDeg,
+    BitdepthDeg,
+    ClipDeg,
+    Degradation,
+    DropoutDeg,
+    HarmonicSignal,
+    MultitoneSignal,
+    NoiseDeg,
+    QuantizeDeg,
+    SineSignal,
+    WavSignal,
+)
 from pipeline.dsp.baselines import (
+    REGISTRY,
     Baseline,
     GapFill,
     Identity,
+    best_classical,
     classical_baselines,
-    oracle,
-    oracle_task_facts,
 )
 from pipeline.dsp.metrics import snr_db
+from pipeline.dsp.oracles import bandwidth_task_facts, ideal_mask_bound, oracle, oracle_task_facts
 
-SINE = {"family": "sine", "f_range": [1, 9], "amplitude": [0.05, 1.0], "phase": "zero"}
-SINE_RANDOM = {**SINE, "phase": "random"}
-NOISE = {
-    "kind": "noise",
-    "std": [0.02, 0.2],
-    "snr_db": None,
-    "impulse_prob": [0.0, 0.01],
-    "impulse_amp": [0.2, 1.0],
-}
+SINE = SineSignal(f_range=(1, 9), amplitude=(0.05, 1.0), phase="zero")
+SINE_RANDOM = SineSignal(f_range=(1, 9), amplitude=(0.05, 1.0), phase="random")
+NOISE = NoiseDeg(std=(0.02, 0.2), impulse_prob=(0.0, 0.01), impulse_amp=(0.2, 1.0))
 
 
 # ---------------------------------------------------------------------------- local degraders
@@ -105,34 +116,60 @@ def test_factory_names_per_kind():
     assert names(NOISE) == ["identity", "lowpass", "wiener", "median_lowpass", "savgol",
                             "wiener_stft_dd"]  # fmt: skip
     assert "wiener_stft_dd" not in names(NOISE, frame_length=256)
-    for kind in ("quantize", "bandwidth"):
-        deg = {"kind": kind, "factor": 4, "order": 8, "ripple_db": 0.05}
+    for deg in (QuantizeDeg(factor=4), BandwidthDeg(factor=4, order=8, ripple_db=0.05)):
         assert names(deg) == ["identity", "linear", "cubic", "bandlimited"]
-    assert names({"kind": "bitdepth", "bits": 8, "dither": False}) == [
+        assert {b.params.get("factor", 4) for b in classical_baselines(deg, 16000)} == {4}
+    assert names(BitdepthDeg(bits=8, dither=False)) == [
         "identity",
         "lowpass",
         "savgol",
     ]
-    assert names({"kind": "clip", "level": [0.3, 0.9]}) == ["identity", "cubic"]
-    assert names({"kind": "dropout", "gap_prob": [0, 1], "gap_length": [2, 9]}) == [
+    assert names(ClipDeg(level=(0.3, 0.9))) == ["identity", "cubic"]
+    assert names(DropoutDeg(gap_prob=(0.0, 1.0), gap_length=(2, 9))) == [
         "identity",
         "linear",
         "cubic",
     ]
-    assert names({"kind": "something_new"}) == ["identity"]
+    # a config class nobody registered yet gets identity only, so evaluation does not break
+    assert names(types.SimpleNamespace(kind="something_new")) == ["identity"]
+
+
+def test_every_degradation_config_is_registered_and_dicts_are_refused():
+    union = typing.get_args(typing.get_args(Degradation)[0])  # Annotated[A | B | ..., Field]
+    assert set(union) == set(REGISTRY)
+    for cls in union:  # names key methods.csv rows, so they must be unique per set
+        deg = cls(std=(0.0, 0.1)) if cls is NoiseDeg else cls()
+        got = [b.name for b in classical_baselines(deg, 16000)]
+        assert len(got) == len(set(got)) and got[0] == "identity" and len(got) > 1, got
+    with pytest.raises(TypeError, match="typed"):
+        classical_baselines(NOISE.model_dump(), 16000)
+
+
+def test_best_classical_highest_finite_gain_first_on_ties():
+    assert best_classical({"identity": 0.0, "lowpass": 3.5, "wiener": 2.0}) == "lowpass"
+    assert best_classical({"identity": 0.0, "a": 1.0, "b": 1.0}) == "a"  # earliest of a tie
+    assert best_classical({"identity": 0.0, "a": -1.0}) == "identity"  # doing nothing can win
+    gains = {"identity": 0.0, "nan": float("nan"), "inf": float("inf"), "a": 0.5}
+    assert best_classical(gains) == "a"  # non-finite gains never win, wherever they stand
+    assert best_classical({"nan": float("nan"), "identity": 0.0}) == "identity"
+    assert best_classical({"x": np.float64(2.0), "y": np.float32(1.0)}) == "x"
+    with pytest.raises(ValueError, match="no finite"):
+        best_classical({"a": float("nan")})
+    with pytest.raises(ValueError):
+        best_classical({})
 
 
 @pytest.mark.parametrize(
     "degradation",
     [
         NOISE,
-        {"kind": "quantize", "factor": 8},
-        {"kind": "bandwidth", "factor": 4, "order": 8, "ripple_db": 0.05},
-        {"kind": "bitdepth", "bits": 6, "dither": False},
-        {"kind": "clip", "level": [0.3, 0.8]},
-        {"kind": "dropout", "gap_prob": [0.0, 0.01], "gap_length": [4, 30]},
+        QuantizeDeg(factor=8),
+        BandwidthDeg(factor=4, order=8, ripple_db=0.05),
+        BitdepthDeg(bits=6, dither=False),
+        ClipDeg(level=(0.3, 0.8)),
+        DropoutDeg(gap_prob=(0.0, 0.01), gap_length=(4, 30)),
     ],
-    ids=lambda d: d["kind"],
+    ids=lambda d: d.kind,
 )
 def test_every_baseline_shape_dtype_and_protocol(degradation):
     rng = np.random.default_rng(1)
@@ -191,7 +228,7 @@ def test_interpolators_beat_identity_on_sample_and_hold(name):
     rng = np.random.default_rng(3)
     x = sines(rng, 120, 1024, random_phase=True)
     y = sample_and_hold(x, 8)
-    b = fitted({"kind": "quantize", "factor": 8}, x[:60], y[:60], only=(name,))[name]
+    b = fitted(QuantizeDeg(factor=8), x[:60], y[:60], only=(name,))[name]
     assert b.params["phase"] == 0  # held values sit at the start of each hold
     assert mse(b(y[60:]), x[60:]) < 0.05 * mse(y[60:], x[60:])
 
@@ -201,7 +238,7 @@ def test_bandlimited_is_exact_for_band_limited_periodic_frames():
     for t in (1024, 1000):  # 1000 is not a multiple of K: the least-squares path
         x = sines(rng, 20, t, random_phase=True)
         y = sample_and_hold(x, 8)
-        b = fitted({"kind": "quantize", "factor": 8}, x, y, only=("bandlimited",))["bandlimited"]
+        b = fitted(QuantizeDeg(factor=8), x, y, only=("bandlimited",))["bandlimited"]
         assert snr_db(b(y), x).min() > 60
 
 
@@ -211,7 +248,7 @@ def test_bandwidth_interpolators_run_from_decimated_spline():
     pos = np.arange(0, 512, 4)
     # cheap stand-in for the real degradation: keep every 4th sample, linear back to the grid
     y = np.stack([np.interp(np.arange(512), pos, row[pos]) for row in x]).astype(np.float32)
-    bs = fitted({"kind": "bandwidth", "factor": 4}, x[:20], y[:20])
+    bs = fitted(BandwidthDeg(factor=4), x[:20], y[:20])
     for name in ("cubic", "bandlimited"):
         assert mse(bs[name](y[20:]), x[20:]) < 0.1 * mse(y[20:], x[20:])
 
@@ -224,7 +261,7 @@ def test_smoothers_beat_identity_on_bit_reduction(name):
     rng = np.random.default_rng(6)
     x = sines(rng, 120, 1024, amp=(0.3, 1.0), random_phase=True)
     y = requantize(x + rng.uniform(-1, 1, x.shape) * 1e-2, 5)  # dithered 5-bit
-    deg = {"kind": "bitdepth", "bits": 5, "dither": True}
+    deg = BitdepthDeg(bits=5, dither=True)
     b = fitted(deg, x[:60], y[:60], only=(name,))[name]
     assert mse(b(y[60:]), x[60:]) < 0.5 * mse(y[60:], x[60:])
 
@@ -233,7 +270,7 @@ def test_clip_repair_beats_identity_and_respects_the_level():
     rng = np.random.default_rng(7)
     x = sines(rng, 200, 1024, random_phase=True)
     y = clip_frames(rng, x)
-    b = fitted({"kind": "clip", "level": [0.3, 0.8]}, x[:100], y[:100])["cubic"]
+    b = fitted(ClipDeg(level=(0.3, 0.8)), x[:100], y[:100])["cubic"]
     out = b(y[100:])
     assert mse(out, x[100:]) < 0.3 * mse(y[100:], x[100:])
     level = np.max(np.abs(y[100:]), axis=1, keepdims=True)
@@ -247,7 +284,7 @@ def test_gap_fill_beats_identity(name):
     rng = np.random.default_rng(8)
     x = sines(rng, 100, 1024, random_phase=True)
     y = drop_gaps(rng, x)
-    b = fitted({"kind": "dropout"}, x, y)[name]
+    b = fitted(DropoutDeg(), x, y)[name]
     assert mse(b(y), x) < 0.05 * mse(y, x)
 
 
@@ -268,16 +305,17 @@ def test_gap_fill_exact_on_polynomials():
 
 
 def test_oracle_only_for_sine_family_and_modelled_kinds():
-    assert oracle({"family": "multitone"}, NOISE) is None
-    assert oracle({"family": "wav"}, {"kind": "quantize", "factor": 4}) is None
-    assert oracle(SINE, {"kind": "bandwidth", "factor": 4}) is None
-    assert callable(oracle(SINE, NOISE))
+    assert oracle(MultitoneSignal(), NOISE) is None
+    assert oracle(WavSignal(), QuantizeDeg(factor=4)) is None
+    assert oracle(SINE, BandwidthDeg(factor=4)) is None
+    for deg in (NOISE, QuantizeDeg(factor=4), BitdepthDeg(), ClipDeg(), DropoutDeg()):
+        assert callable(oracle(SINE, deg)), deg.kind
 
 
 @pytest.mark.parametrize("signal", [SINE, SINE_RANDOM], ids=["zero", "random"])
 def test_oracle_recovers_lightly_noisy_sines(signal):
     rng = np.random.default_rng(9)
-    x = sines(rng, 300, 1024, random_phase=signal["phase"] == "random")
+    x = sines(rng, 300, 1024, random_phase=signal.phase == "random")
     y = add_noise(rng, x, std=(0.0, 1e-3), impulse_prob=(0.0, 0.005), impulse_amp=(0.2, 1.0))
     out = oracle(signal, NOISE)(y)
     assert out.shape == y.shape and out.dtype == np.float32
@@ -287,7 +325,7 @@ def test_oracle_recovers_lightly_noisy_sines(signal):
 
 def test_oracle_exact_on_sample_and_hold_of_visible_frequencies():
     rng = np.random.default_rng(10)
-    deg = {"kind": "quantize", "factor": 10}
+    deg = QuantizeDeg(factor=10)
     x = sines(rng, 400, 100)
     f = np.argmax(np.abs(np.fft.rfft(x, axis=1)), axis=1)
     x = x[f != 5]  # f = 5 vanishes at every held instant
@@ -301,12 +339,12 @@ def test_oracle_exact_on_sample_and_hold_of_visible_frequencies():
 def test_oracle_clip_and_dropout_use_trusted_samples():
     rng = np.random.default_rng(11)
     x = sines(rng, 100, 512, random_phase=True)
-    assert snr_db(oracle(SINE_RANDOM, {"kind": "clip"})(clip_frames(rng, x)), x).min() > 60
-    assert snr_db(oracle(SINE_RANDOM, {"kind": "dropout"})(drop_gaps(rng, x)), x).min() > 60
+    assert snr_db(oracle(SINE_RANDOM, ClipDeg())(clip_frames(rng, x)), x).min() > 60
+    assert snr_db(oracle(SINE_RANDOM, DropoutDeg())(drop_gaps(rng, x)), x).min() > 60
 
 
 def test_task_facts_for_sample_and_hold_k10_t100():
-    facts = oracle_task_facts(SINE, {"kind": "quantize", "factor": 10}, 100)
+    facts = oracle_task_facts(SINE, QuantizeDeg(factor=10), 100)
     invisible = [s for s in facts if "invisible" in s]
     assert len(invisible) == 1 and "f=5 " in invisible[0]
     pairs = [s for s in facts if s.startswith("atoms ")]
@@ -317,27 +355,24 @@ def test_task_facts_for_sample_and_hold_k10_t100():
 
 
 def test_task_facts_random_phase_and_non_degenerate_cases():
-    facts = oracle_task_facts(SINE_RANDOM, {"kind": "quantize", "factor": 10}, 100)
+    facts = oracle_task_facts(SINE_RANDOM, QuantizeDeg(factor=10), 100)
     assert sum("indistinguishable" in s for s in facts) == 4
     assert any("f=5 " in s and "phase ambiguous" in s for s in facts)
     assert oracle_task_facts(SINE, NOISE, 1024) == []
-    assert oracle_task_facts({"family": "wav"}, NOISE, 1024) == []
+    assert oracle_task_facts(WavSignal(), NOISE, 1024) == []
     # K=4 on T=100: 25 held samples, Nyquist 12.5 > 9, so no atom degenerates
-    facts4 = oracle_task_facts(SINE, {"kind": "quantize", "factor": 4}, 100)
+    facts4 = oracle_task_facts(SINE, QuantizeDeg(factor=4), 100)
     assert len(facts4) == 1 and "alias" not in facts4[0]
 
 
 def test_bandwidth_task_facts():
-    from pipeline.dsp.baselines import bandwidth_task_facts
-
-    facts = bandwidth_task_facts({"family": "harmonic"}, {"kind": "bandwidth", "factor": 4}, 16000)
+    facts = bandwidth_task_facts(HarmonicSignal(), BandwidthDeg(factor=4), 16000)
     assert "2000 Hz" in facts[0] and "cannot be predicted" in facts[1]
-    assert bandwidth_task_facts({"family": "sine"}, {"kind": "noise"}, 1000) == []
+    assert len(bandwidth_task_facts(SINE, BandwidthDeg(factor=4), 16000)) == 1
+    assert bandwidth_task_facts(SINE, NOISE, 1000) == []
 
 
 def test_ideal_mask_bound_beats_every_real_gain_it_is_compared_with():
-    from pipeline.dsp.baselines import ideal_mask_bound
-
     rng = np.random.default_rng(7)
     t = 1024
     n = np.arange(t)
