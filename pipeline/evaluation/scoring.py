@@ -18,6 +18,7 @@ import pandas as pd
 
 from pipeline.config import Experiment
 from pipeline.dsp import baselines as bl
+from pipeline.dsp import oracles
 from pipeline.dsp.metrics import (
     SNR_BUCKET_LABELS,
     aggregate_snr_db,
@@ -134,7 +135,7 @@ def score_methods(exp: Experiment, train: Split, val: Split, test: Split,
                   model_estimate: np.ndarray) -> Scored:
     """Classical baselines (fitted on train, picked on val), the model, oracle and bounds."""
     scorer = _Scorer(test, min(LSD_MAX_FFT, exp.frame_length))
-    signal, degradation = exp.signal.model_dump(), exp.degradation.model_dump()
+    signal, degradation = exp.signal, exp.degradation
     results: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for b in bl.classical_baselines(degradation, exp.sample_rate, exp.frame_length):
@@ -145,18 +146,18 @@ def score_methods(exp: Experiment, train: Split, val: Split, test: Split,
         rows.append({"method": b.name, "kind": kind, "val_gain_db": val_gain, **s["row"],
                      "knobs": json.dumps(clean_json(getattr(b, "params", {})), sort_keys=True)})
     # identity competes too: a baseline that hurts on val should lose to doing nothing
-    best = max((r for r in rows), key=lambda r: r["val_gain_db"])["method"]
+    best = bl.best_classical({r["method"]: r["val_gain_db"] for r in rows})
     for r in rows:
         r["best_classical"] = r["method"] == best
     extra = {"model": ("model", model_estimate)}
-    orc = bl.oracle(signal, degradation)
+    orc = oracles.oracle(signal, degradation)
     if orc is not None:
         extra["oracle"] = ("oracle", orc(test.degraded))
     # Ceilings that need the clean signal: what no method of a kind can beat (see baselines).
     bound = None
-    if degradation["kind"] == "noise" and exp.signal.family != "sine":
+    if degradation.kind == "noise" and exp.signal.family != "sine":
         bound = "ideal_mask"
-        extra[bound] = ("bound", bl.ideal_mask_bound(test.clean, test.degraded))
+        extra[bound] = ("bound", oracles.ideal_mask_bound(test.clean, test.degraded))
     for name, (kind, est) in extra.items():
         results[name] = scorer(est)
         rows.append({"method": name, "kind": kind, "best_classical": False,
@@ -175,7 +176,7 @@ def headline_metrics(exp: Experiment, s: Scored, train: Split, val: Split, test:
     o_gain = s.results["oracle"]["row"]["gain_mean_db"] if "oracle" in s.results else None
     bound_gain = s.results[s.bound]["row"]["gain_mean_db"] if s.bound else None
     inp = summarize(test.snr)
-    signal, degradation = exp.signal.model_dump(), exp.degradation.model_dump()
+    signal, degradation = exp.signal, exp.degradation
     best_val = next(r["val_gain_db"] for r in s.rows if r["method"] == s.best)
     return {
         "n_test": len(test.clean),
@@ -206,8 +207,8 @@ def headline_metrics(exp: Experiment, s: Scored, train: Split, val: Split, test:
         "lsd_n_fft": min(LSD_MAX_FFT, exp.frame_length), "lsd_units": "log10 power",
         "snr_cap_db": SNR_CAP_DB,
         "baseline_fit_frames": len(train.clean), "baseline_select_frames": len(val.clean),
-        "task_facts": [*bl.oracle_task_facts(signal, degradation, exp.frame_length),
-                       *bl.bandwidth_task_facts(signal, degradation, exp.sample_rate),
+        "task_facts": [*oracles.oracle_task_facts(signal, degradation, exp.frame_length),
+                       *oracles.bandwidth_task_facts(signal, degradation, exp.sample_rate),
                        *([IDEAL_MASK_FACT] if s.bound == "ideal_mask" else [])],
     }
 
