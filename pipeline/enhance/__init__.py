@@ -109,6 +109,9 @@ def enhance_file(
 ) -> dict:
     """Enhance an audio file with a trained model and write the result atomically.
 
+    (Long on purpose: it validates every input before the first byte is written, then runs
+    read, resample, infer, write in order; the streaming rewrite splits it by block stage.)
+
     The output keeps the input's rate, length and channel count. All validation (model
     folder, input file, output format) happens before inference, and the output is written
     via :func:`audio.write_audio_atomic`, so on any error ``output_path`` is not created (or

@@ -90,7 +90,8 @@ def load_model_dir(path: str | Path, batch_size: int = 256) -> tuple[Predict, di
     Returns ``(predict, meta)`` where ``predict`` maps ``(n, T)`` float32 frames to ``(n, T)``.
     It calls the model through a ``tf.function`` in batches of ``batch_size``: for the many
     small batches of streaming inference this avoids ``model.predict``'s per-call setup.
-    Validation happens before Keras is imported so a wrong path fails fast and clearly.
+    Validation happens before Keras is imported so a wrong path fails fast and clearly
+    (which is why checks and loading stay in one function: the order is the point).
     """
     p = Path(path)
     if not p.exists():

@@ -48,6 +48,9 @@ def overlap_add(
 ) -> np.ndarray:
     """Run ``predict`` on overlapping frames of ``x`` and overlap-add the windowed outputs.
 
+    (One function on purpose: padding, block loop and normalisation share their index
+    arithmetic; the streaming rewrite of enhance turns it into a stateful block processor.)
+
     Frames of ``frame_length`` T start every ``hop`` samples (default T//2). The signal is
     virtually padded by T-hop samples on the left (and enough on the right) so that every
     output sample is covered by the same full set of frames; the summed window weight is

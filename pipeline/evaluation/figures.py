@@ -13,25 +13,43 @@ import pandas as pd
 from pipeline.config import Experiment
 
 
-def write_figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndarray,
-             input_snr: np.ndarray, ests: dict[str, np.ndarray], gains: dict[str, np.ndarray],
-             buckets: pd.DataFrame, by_f: pd.DataFrame | None, best: str) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def save(fig, ax, filename: str, xlabel: str, ylabel: str, title: str) -> None:
-        """Shared finish: zero line, labels with units, legend, file, close."""
-        ax.axhline(0.0, color="0.5", lw=0.8)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / filename, dpi=110)
-        plt.close(fig)
+    return plt
 
+
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Shared finish: zero line, labels with units, legend, file, close."""
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def write_figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndarray,
+                  input_snr: np.ndarray, ests: dict[str, np.ndarray],
+                  gains: dict[str, np.ndarray], buckets: pd.DataFrame,
+                  by_f: pd.DataFrame | None, best: str) -> None:
+    """examples.png, gain_vs_snr.png and (sines) gain_by_frequency.png into `folder`."""
+    _examples(folder / "examples.png", exp, clean, degraded, input_snr, ests, gains, best)
+    colours = {"model": "tab:blue", best: "tab:orange", "oracle": "tab:green"}
+    _gain_vs_snr(folder / "gain_vs_snr.png", input_snr, gains, buckets, best, colours)
+    if by_f is not None:
+        _by_frequency(folder / "gain_by_frequency.png", by_f, best, colours)
+
+
+def _examples(path: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndarray,
+              input_snr: np.ndarray, ests: dict[str, np.ndarray], gains: dict[str, np.ndarray],
+              best: str) -> None:
+    plt = _pyplot()
     # examples.png: frames spread over the input-SNR range, so easy and hard cases both show
     order = np.argsort(input_snr, kind="stable")
     picks = sorted({int(order[int(q * (len(order) - 1))]) for q in (0.1, 0.4, 0.7, 0.95)})
@@ -48,12 +66,14 @@ def write_figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np
     axes[-1, 0].set_xlabel("time (ms)")
     axes[0, 0].legend(loc="upper right", fontsize=8, ncol=4)
     fig.tight_layout()
-    fig.savefig(folder / "examples.png", dpi=90)  # the largest figure: keep reports/ small
+    fig.savefig(path, dpi=90)  # the largest figure: keep reports/ small
     plt.close(fig)
 
-    # gain_vs_snr.png: every frame as a dot, bucket means as lines
-    colours = {"model": "tab:blue", best: "tab:orange", "oracle": "tab:green"}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+
+def _gain_vs_snr(path: Path, input_snr: np.ndarray, gains: dict[str, np.ndarray],
+                 buckets: pd.DataFrame, best: str, colours: dict[str, str]) -> None:
+    """Every frame as a dot, bucket means as lines."""
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     for key, colour in colours.items():
         if key not in gains:
             continue
@@ -61,21 +81,23 @@ def write_figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np
         col = "best_classical" if key == best else key
         ax.plot(buckets["input_snr_mean_db"], buckets[col], marker="o", color=colour,
                 label=f"{key} (bucket mean)" if key != best else f"best classical: {key}")
-    save(fig, ax, "gain_vs_snr.png", "input SNR of the degraded frame (dB)",
-         "SNR gain over the degraded input (dB)", "SNR gain vs input SNR (test split)")
+    _save(fig, ax, path, "input SNR of the degraded frame (dB)",
+          "SNR gain over the degraded input (dB)", "SNR gain vs input SNR (test split)")
 
-    if by_f is not None:  # grouped bars: one group per sine frequency
-        keys = [k for k in ("model", "best_classical", "oracle") if by_f[k].notna().any()]
-        width = 0.8 / len(keys)
-        x = np.arange(len(by_f))
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for j, key in enumerate(keys):
-            label = f"best classical: {best}" if key == "best_classical" else key
-            ax.bar(x + (j - (len(keys) - 1) / 2) * width, by_f[key].fillna(0.0), width,
-                   label=label, color=colours.get(best if key == "best_classical" else key))
-        ax.set_xticks(x, [f"{v:g}" for v in by_f["f_hz"]])
-        save(fig, ax, "gain_by_frequency.png", "sine frequency (Hz)", "mean SNR gain (dB)",
-             "SNR gain by sine frequency (test split)")
+
+def _by_frequency(path: Path, by_f: pd.DataFrame, best: str, colours: dict[str, str]) -> None:
+    """Grouped bars: one group per sine frequency."""
+    keys = [k for k in ("model", "best_classical", "oracle") if by_f[k].notna().any()]
+    width = 0.8 / len(keys)
+    x = np.arange(len(by_f))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    for j, key in enumerate(keys):
+        label = f"best classical: {best}" if key == "best_classical" else key
+        ax.bar(x + (j - (len(keys) - 1) / 2) * width, by_f[key].fillna(0.0), width,
+               label=label, color=colours.get(best if key == "best_classical" else key))
+    ax.set_xticks(x, [f"{v:g}" for v in by_f["f_hz"]])
+    _save(fig, ax, path, "sine frequency (Hz)", "mean SNR gain (dB)",
+          "SNR gain by sine frequency (test split)")
 
 
 
