@@ -80,12 +80,13 @@ def model_folder(experiment: str, workdir: Path, params_path: str = "params.yaml
         why = "its architecture differs from what train would build now"
     else:
         why = "no trained model.keras (DVC-cached, not in git)" if use_trained else "--untrained"
-    from pipeline.nn.models import build_model
+    from pipeline.nn.architectures import build_model
 
     folder = workdir / experiment
     folder.mkdir(parents=True, exist_ok=True)
     # Random weights; a prefilter gets a unit impulse (its cost does not depend on its taps).
-    n_taps = model_cfg.prefilter_taps
+    pf = getattr(model_cfg, "prefilter", None)  # unet only
+    n_taps = pf.taps if pf is not None else 0
     taps = np.eye(1, n_taps, n_taps // 2)[0] if n_taps else None
     build_model(model_cfg, exp.frame_length, prefilter=taps).save(folder / "model.keras")
     meta = {"experiment": experiment, "task": exp.task, "sample_rate": exp.sample_rate,
@@ -116,7 +117,7 @@ def count_flops(model, T: int) -> tuple[float, list[dict]]:
             gemm = (positions, cin, la.units)
         total += 2.0 * macs
         rows.append({"layer": la.name, "flops": 2.0 * macs, "gemm_mkn": gemm})
-    for la in model.layers:  # STFT / inverse STFT layers (pipeline.nn.models.Spectrogram, MaskedISTFT)
+    for la in model.layers:  # STFT / inverse STFT layers (pipeline.nn.layers.Spectrogram, MaskedISTFT)
         n_fft = getattr(la, "n_fft", None)
         if not n_fft:
             continue

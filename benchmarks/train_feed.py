@@ -33,8 +33,9 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
     import tensorflow as tf
 
     from pipeline.dsp.filters import wiener_fir
+    from pipeline.nn.architectures import build_model
     from pipeline.nn.feed import make_dataset
-    from pipeline.nn.models import build_model, compile_model
+    from pipeline.nn.losses import compile_model
     from pipeline.stages.train import effective_config
 
     class EpochTimer(keras.callbacks.Callback):
@@ -63,10 +64,11 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
         clean = rng.standard_normal((frames, T)).astype(np.float32) * 0.3
         noisy = clean + 0.1 * rng.standard_normal((frames, T)).astype(np.float32)
         prefilter = None
-        if model_cfg.prefilter_taps:  # designed from the frames at hand, as train does
-            prefilter = wiener_fir(clean, noisy, model_cfg.prefilter_taps, model_cfg.prefilter_max_gain_db)
+        pf = getattr(model_cfg, "prefilter", None)  # unet only
+        if pf is not None:  # designed from the frames at hand, as train does
+            prefilter = wiener_fir(clean, noisy, pf.taps, pf.max_gain_db)
         model = build_model(model_cfg, T, prefilter=prefilter)
-        compile_model(model, train_cfg, T)
+        compile_model(model, train_cfg)
         ds = make_dataset(clean, noisy, bs, shuffle=True, seed=0)
         x, y = tf.constant(noisy[..., None]), tf.constant(clean[..., None])
         feeds = {

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import ParamsError, Strict
 from pipeline.config.degradations import BandwidthDeg, Degradation, QuantizeDeg
-from pipeline.config.model import ModelCfg, TrainCfg
+from pipeline.config.model import MODEL_CFGS, TRAIN_TUNABLES, ModelCfg, TrainCfg, UnetCfg, tunable_names
 from pipeline.config.signals import Signal, SineSignal
 
 
@@ -25,7 +25,7 @@ class Experiment(Strict):
     sizes: Sizes
     signal: Signal
     degradation: Degradation
-    model: ModelCfg = ModelCfg()
+    model: ModelCfg = UnetCfg()
     train: TrainCfg = TrainCfg()
 
     @model_validator(mode="after")
@@ -33,8 +33,6 @@ class Experiment(Strict):
         d = self.degradation
         if isinstance(d, (QuantizeDeg, BandwidthDeg)) and d.factor >= self.frame_length:
             raise ValueError(f"degradation.factor ({d.factor}) must be < frame_length")
-        if self.train.remix_noise and d.kind != "noise":
-            raise ValueError(f"train.remix_noise needs an additive noise degradation (kind is {d.kind})")
         s = self.signal
         if isinstance(s, SineSignal) and s.f_range[1] * 2 >= self.frame_length:
             raise ValueError("signal.f_range must stay below frame_length / 2 cycles per frame")
@@ -67,17 +65,12 @@ class SearchDim(Strict):
         return self
 
 
+# Every name some architecture may tune, and where it lives. Kept for pipeline/tuning/study.py,
+# which groups a trial's values by it; what one experiment may tune is `tunable_names(model)`,
+# checked per tuned experiment by Params._space_fits_models.
 TUNABLE = {
-    "learning_rate": "train",
-    "batch_size": "train",
-    "loss": "train",
-    "stft_weight": "train",
-    "depth": "model",
-    "filters": "model",
-    "kernel_size": "model",
-    "n_fft": "model",
-    "dropout": "model",
-    "batch_norm": "model",
+    **{f: "model" for cls in MODEL_CFGS for f in cls.model_fields if f != "arch"},
+    **{f: "train" for f in TRAIN_TUNABLES},
 }
 
 
@@ -164,6 +157,21 @@ class Params(Strict):
         if unknown:
             raise ValueError(f"tune.experiments: {unknown} not in experiments "
                              f"({', '.join(self.experiments)})")
+        return self
+
+    @model_validator(mode="after")
+    def _space_fits_models(self) -> Params:
+        """Every space key must be a knob of each tuned experiment's own architecture: a key
+        its builder does not read would make trials that differ in name only."""
+        for name in self.tune.experiments:
+            if name not in self.experiments:
+                continue  # _tuned_exist names it
+            model = self.experiments[name].model
+            allowed = tunable_names(model)
+            for key in self.tune.space:
+                if key not in allowed:
+                    raise ValueError(f"tune.space.{key} is not a tunable of experiment {name} "
+                                     f"(arch {model.arch}); allowed: {', '.join(allowed)}")
         return self
 
     def tunes(self, name: str) -> bool:

@@ -74,13 +74,13 @@ def _read_meta(folder: Path) -> dict:
 
 
 def _import_custom_objects() -> None:
-    """Import ``pipeline.nn.models`` (if present) so its registered custom layers deserialize."""
-    if importlib.util.find_spec("pipeline.nn.models") is None:
+    """Import ``pipeline.nn.layers`` (if present) so its registered custom layers deserialize."""
+    if importlib.util.find_spec("pipeline.nn.layers") is None:
         return
     try:
-        importlib.import_module("pipeline.nn.models")
+        importlib.import_module("pipeline.nn.layers")
     except Exception as e:  # a broken optional module must not hide the real load error
-        warnings.warn(f"could not import pipeline.nn.models ({e}); custom layers unavailable",
+        warnings.warn(f"could not import pipeline.nn.layers ({e}); custom layers unavailable",
                       stacklevel=3)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import ModelCfg, TrainCfg
+from pipeline.config.model import ModelCfg, TrainCfg, UnetCfg
 from pipeline.nn.feed import make_dataset
 
 
@@ -74,30 +74,7 @@ def _callbacks_module():
             finite = {k: float(v) for k, v in (logs or {}).items() if math.isfinite(float(v))}
             self.run.log_metrics(finite, step=epoch + 1)
 
-    class CosineSchedule(keras.callbacks.Callback):
-        """Cosine decay of the learning rate over `total_steps` optimizer steps, from its start
-        value to `floor` times it; set every batch, so it depends on nothing but the step."""
-
-        def __init__(self, total_steps: int, floor: float = 0.05):
-            super().__init__()
-            self.total_steps, self.floor = max(1, total_steps), floor
-            self.step = 0
-
-        def on_train_begin(self, logs=None):
-            self.lr0 = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-        def on_train_batch_begin(self, batch, logs=None):
-            progress = min(self.step / self.total_steps, 1.0)
-            factor = self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-            self.model.optimizer.learning_rate.assign(self.lr0 * factor)
-            self.step += 1
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:  # as ReduceLROnPlateau does: the curve shows the schedule
-                lr = self.model.optimizer.learning_rate
-                logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-
-    return EpochClock, MetricsLogger, CosineSchedule
+    return EpochClock, MetricsLogger
 
 
 def metrics_logger(run) -> Any:
@@ -123,40 +100,31 @@ def fit(
     """
     import keras
 
-    from pipeline.nn.models import build_model, compile_model
+    from pipeline.nn.architectures import build_model
+    from pipeline.nn.losses import compile_model
 
     keras.utils.set_random_seed(seed)
     clean, degraded = train_arrays
     frame_length = int(np.shape(clean)[1])
     prefilter = None
-    if model_cfg.prefilter_taps:
+    pf = model_cfg.prefilter if isinstance(model_cfg, UnetCfg) else None
+    if pf is not None:
         from pipeline.dsp.filters import wiener_fir
 
-        prefilter = wiener_fir(clean, degraded, model_cfg.prefilter_taps,
-                               model_cfg.prefilter_max_gain_db)
+        prefilter = wiener_fir(clean, degraded, pf.taps, pf.max_gain_db)
     model = build_model(model_cfg, frame_length=frame_length, prefilter=prefilter)
-    compile_model(model, train_cfg, frame_length=frame_length)
-    train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed,
-                            remix_noise=train_cfg.remix_noise)
+    compile_model(model, train_cfg)
+    train_ds = make_dataset(clean, degraded, train_cfg.batch_size, shuffle=True, seed=seed)
     val_ds = make_dataset(val_arrays[0], val_arrays[1], train_cfg.batch_size, shuffle=False)
-    clock_cls, _, cosine_cls = _callbacks_module()
+    clock_cls, _ = _callbacks_module()
     builtin = [
         keras.callbacks.TerminateOnNaN(),
         clock_cls(train_cfg.max_seconds),
-    ]
-    if train_cfg.ema_momentum is not None:
-        # Validate on the averaged weights and hand them to the callbacks after it, so
-        # EarlyStopping keeps (and restores) the best averaged weights.
-        builtin.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-    builtin += [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
         ),
     ]
-    if train_cfg.lr_schedule == "cosine":
-        steps = -(-int(np.shape(clean)[0]) // train_cfg.batch_size) * (epochs or train_cfg.epochs)
-        builtin.append(cosine_cls(steps))
-    elif train_cfg.lr_patience is not None:
+    if train_cfg.lr_patience is not None:
         builtin.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=train_cfg.lr_patience, min_lr=1e-5
         ))

@@ -107,7 +107,7 @@ def predict(model_path: Path, degraded: np.ndarray) -> tuple[np.ndarray, int]:
     """
     import keras
 
-    import pipeline.nn.models  # noqa: F401  registers the custom layers for safe-mode loading
+    import pipeline.nn.layers  # noqa: F401  registers the custom layers for safe-mode loading
 
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     x = np.asarray(degraded, dtype=np.float32)[..., None]

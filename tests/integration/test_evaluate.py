@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from pipeline import tracking
 from pipeline.cli import app
-from pipeline.config import ModelCfg, parse_params, resolve
+from pipeline.config import parse_params, resolve
+from pipeline.config.model import UnetCfg
 from pipeline.layout import DataError, RepoPaths, read_digest
 from pipeline.stages.evaluate import evaluate_experiment
 from pipeline.stages.generate import generate_experiment
@@ -34,11 +35,11 @@ def _save_model(repo: Path, name: str, run_id: str | None, model_id: str | None 
 
     Untrained keeps the module fast; the scores only need to be consistent, not good.
     """
-    import pipeline.nn.models as models
+    import pipeline.nn.architectures as models
 
     p = parse_params(yaml.safe_load((repo / "params.yaml").read_text()))
     exp = p.experiment(name)
-    cfg = ModelCfg(arch="unet", depth=2, filters=8, kernel_size=5)
+    cfg = UnetCfg(depth=2, filters=8, kernel_size=5)
     keras.utils.set_random_seed(0)
     model = models.build_model(cfg, exp.frame_length)
     folder = repo / "models" / name
@@ -58,11 +59,11 @@ def _no_uri_env(monkeypatch):
 def _train_run(repo: Path, params, name: str) -> tuple[str, str]:
     """Stand-in for the train stage's run and logged model: the evaluation run must nest under
     the run and link its scores to the model."""
-    import pipeline.nn.models as models
+    import pipeline.nn.architectures as models
 
     tracker = tracking.setup(params.tracking, repo)
     with tracker.start_run(name, f"train-{name}", tags={"stage": "train"}) as run:
-        model = models.build_model(ModelCfg(arch="unet", depth=2, filters=8, kernel_size=5),
+        model = models.build_model(UnetCfg(depth=2, filters=8, kernel_size=5),
                                    params.experiment(name).frame_length)
         model_id = run.log_keras_model(model, example=np.zeros((1, 100, 1), np.float32))
         return run.run_id, model_id

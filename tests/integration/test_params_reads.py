@@ -46,7 +46,7 @@ def repo(tmp_path_factory):
         "tune.max_train_frames": 128, "tune.max_val_frames": 64,
         f"experiments.{TUNED}.sizes": tiny["sizes"], f"experiments.{PLAIN}.sizes": tiny["sizes"],
         f"experiments.{TUNED}.train.epochs": 1, f"experiments.{PLAIN}.train.epochs": 1,
-        f"experiments.{PLAIN}.model.prefilter_taps": 31,  # nn refactor: model.prefilter.taps
+        f"experiments.{PLAIN}.model.prefilter.taps": 31,
     })
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return root

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 
 from pipeline import tracking
 from pipeline.cli import app
-from pipeline.config import ModelCfg, parse_params, resolve
+from pipeline.config import parse_params, resolve
+from pipeline.config.model import UnetCfg
 from pipeline.layout import RepoPaths, read_digest
 from pipeline.stages.evaluate import evaluate_experiment
 from pipeline.stages.generate import generate_experiment
@@ -59,10 +60,10 @@ def _links(page: Path) -> _Links:
 
 def _fake_train_and_tune(repo: Path, name: str, exp) -> None:
     """Untrained model + meta.json/history.csv (train's files) and trials.csv (tune's)."""
-    import pipeline.nn.models as models
+    import pipeline.nn.architectures as models
 
     keras.utils.set_random_seed(0)
-    model = models.build_model(ModelCfg(arch="unet", depth=2, filters=8, kernel_size=5),
+    model = models.build_model(UnetCfg(depth=2, filters=8, kernel_size=5),
                                exp.frame_length)
     folder = repo / "models" / name
     folder.mkdir(parents=True, exist_ok=True)

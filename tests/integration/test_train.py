@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-import pipeline.nn.models  # noqa: F401  (registers the custom layers for load_model)
+import pipeline.nn.layers  # noqa: F401  (registers the custom layers for load_model)
 from pipeline import tracking
 from pipeline.config import ParamsError, load_params, resolve
 from pipeline.config.resolve import derive_seed
@@ -69,7 +69,7 @@ def make_repo(
     raw["tracking"].update(tracking_cfg)
     raw["tune"]["enabled"] = tune_enabled
     raw["tune"]["experiments"] = [NAME] if tuned else []
-    raw["experiments"][NAME]["model"].update(filters=4, depth=2, kernel_size=5)
+    raw["experiments"][NAME]["model"].update(filters=4, depth=2)
     raw["experiments"][NAME]["train"].update(train or {})
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -212,11 +212,11 @@ def _write_best(root: Path, params: dict, **meta) -> None:
 
 def test_effective_config_uses_best_params_only_when_tuning_enabled(tmp_path):
     root = make_repo(tmp_path / "repo", {"uri": DEAD}, tune_enabled=True, tuned=True)
-    best = {"learning_rate": 0.002, "batch_size": 32, "kernel_size": 3, "dropout": 0.1}
+    best = {"learning_rate": 0.002, "batch_size": 32, "depth": 3, "dropout": 0.1}
     _write_best(root, best, source="optuna", study="s1", best_value=-12.5)
     model_cfg, train_cfg, source = effective_config(load_params(root / "params.yaml"), NAME, root)
     assert (train_cfg.learning_rate, train_cfg.batch_size) == (0.002, 32)
-    assert (model_cfg.kernel_size, model_cfg.dropout, model_cfg.filters) == (3, 0.1, 4)
+    assert (model_cfg.depth, model_cfg.dropout, model_cfg.filters) == (3, 0.1, 4)
     assert train_cfg.epochs == 2  # quick cap survives the override
     assert source["tuned"] and source["study"] == "s1" and source["best_value"] == -12.5
 
@@ -224,7 +224,7 @@ def test_effective_config_uses_best_params_only_when_tuning_enabled(tmp_path):
     raw["tune"]["enabled"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     model_cfg, train_cfg, source = effective_config(load_params(root / "params.yaml"), NAME, root)
-    assert train_cfg.learning_rate == 1e-3 and model_cfg.kernel_size == 5
+    assert train_cfg.learning_rate == 1e-3 and model_cfg.depth == 2
     assert source["source"] == "params.yaml" and not source["tuned"]
 
 

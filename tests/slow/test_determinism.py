@@ -40,7 +40,7 @@ def _env() -> dict[str, str]:
 def _weights(path: Path) -> list[np.ndarray]:
     import keras
 
-    import pipeline.nn.models  # noqa: F401  (custom layers)
+    import pipeline.nn.layers  # noqa: F401  (custom layers)
 
     return keras.models.load_model(path, safe_mode=True, compile=False).get_weights()
 

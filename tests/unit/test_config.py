@@ -64,23 +64,44 @@ def test_factor_must_fit_the_frame():
     assert "factor" in msg and "frame_length" in msg
 
 
-def test_remix_noise_needs_a_noise_degradation():
-    msg = _bad(lambda r: r["experiments"]["audio-bandwidth"]["train"].update(remix_noise=True))
-    assert "experiments.audio-bandwidth" in msg and "remix_noise" in msg
+def test_prefilter_is_a_unet_sub_block_with_odd_taps():
+    def on_stft(r):
+        r["experiments"]["audio-noise"]["model"]["prefilter"] = {"taps": 255}
+
+    msg = _bad(on_stft)
+    assert "experiments.audio-noise.model" in msg and "prefilter" in msg and "unknown key" in msg
+    msg = _bad(lambda r: r["experiments"]["audio-bandwidth"]["model"]["prefilter"].update(taps=256))
+    assert "prefilter.taps" in msg and "odd" in msg
 
 
-def test_prefilter_needs_unet_and_odd_taps():
-    msg = _bad(lambda r: r["experiments"]["audio-noise"]["model"].update(prefilter_taps=255))
-    assert "experiments.audio-noise.model" in msg and "unet" in msg
-    msg = _bad(lambda r: r["experiments"]["audio-bandwidth"]["model"].update(prefilter_taps=256))
-    assert "prefilter_taps" in msg and "odd" in msg
+def test_each_architecture_takes_only_its_own_knobs():
+    msg = _bad(lambda r: r["experiments"]["seed-noise"]["model"].update(kernel_size=9))
+    assert "experiments.seed-noise.model" in msg and "kernel_size" in msg
+    msg = _bad(lambda r: r["experiments"]["audio-noise"]["model"].update(arch="cnn"))
+    assert "experiments.audio-noise.model" in msg and "stft_mask" in msg
 
 
-def test_stft_overlap_and_ema_momentum_ranges():
-    msg = _bad(lambda r: r["experiments"]["audio-noise"]["model"].update(stft_overlap=3))
-    assert "experiments.audio-noise.model.stft_overlap" in msg
-    msg = _bad(lambda r: r["experiments"]["audio-noise"]["train"].update(ema_momentum=1.0))
-    assert "experiments.audio-noise.train.ema_momentum" in msg
+@pytest.mark.parametrize("where, key", [("model", "stft_overlap"), ("model", "mask"),
+                                        ("model", "mask_max"), ("model", "feature_skip"),
+                                        ("model", "global_context"), ("train", "remix_noise"),
+                                        ("train", "lr_schedule"), ("train", "ema_momentum"),
+                                        ("train", "stft_weight")])
+def test_retired_options_are_unknown_keys(where, key):
+    exp = "audio-noise" if where == "model" else "seed-noise"
+    msg = _bad(lambda r: r["experiments"][exp][where].update({key: 1}))
+    assert f"experiments.{exp}.{where}" in msg and key in msg and "unknown key" in msg
+
+
+def test_space_key_must_be_a_tunable_of_each_tuned_experiment():
+    def mutate(r):  # the tuned seed experiments are mlps: no kernel_size
+        r["tune"]["space"]["kernel_size"] = {"type": "categorical", "choices": [3, 5]}
+
+    msg = _bad(mutate)
+    assert "tune.space.kernel_size" in msg and "seed-noise" in msg and "mlp" in msg
+    ok = copy.deepcopy(real_params())
+    ok["tune"]["space"]["kernel_size"] = {"type": "categorical", "choices": [3, 5]}
+    ok["tune"]["experiments"] = []
+    parse_params(ok)  # a knob of some architecture, and no tuned experiment lacks it
 
 
 def test_unknown_tunable():

@@ -1,4 +1,4 @@
-"""The tf.data feed: batches, determinism and dynamic noise remixing."""
+"""The tf.data feed: batches and determinism."""
 
 from __future__ import annotations
 
@@ -35,24 +35,3 @@ def test_plain_feed_gives_every_pair_once(pairs):
     rows = _rows(clean, y)
     assert sorted(rows) == list(range(12))
     np.testing.assert_array_equal(x, degraded[rows])
-
-
-def test_remix_keeps_each_frames_noise_level_but_changes_its_noise(pairs):
-    clean, degraded, noise = pairs
-    ds = make_dataset(clean, degraded, 5, shuffle=True, seed=1, remix_noise=True)
-    x, y = _epoch(ds)
-    rows = _rows(clean, y)
-    assert sorted(rows) == list(range(12))
-    np.testing.assert_array_equal(y, clean[rows])
-    rms = np.sqrt(((x - y) ** 2).mean(1))
-    np.testing.assert_allclose(rms, np.sqrt((noise[rows] ** 2).mean(1)), rtol=1e-5)
-    assert not np.allclose(x, degraded[rows])  # another frame's noise, rescaled
-    again, _ = _epoch(make_dataset(clean, degraded, 5, shuffle=True, seed=1, remix_noise=True))
-    np.testing.assert_array_equal(x, again)  # seeded
-
-
-def test_remix_is_off_for_unshuffled_validation_feeds(pairs):
-    clean, degraded, _ = pairs
-    x, y = _epoch(make_dataset(clean, degraded, 5, shuffle=False, remix_noise=True))
-    np.testing.assert_array_equal(x, degraded)
-    np.testing.assert_array_equal(y, clean)

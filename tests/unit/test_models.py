@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from pipeline.config import ModelCfg, TrainCfg
-from pipeline.nn.models import (
-    EdgeBlend,
-    FixedFIR,
-    MaskedISTFT,
-    PhaseAdvance,
-    ReconLoss,
-    Spectrogram,
-    SubPixel1D,
-    build_model,
-    make_loss,
-    stft_resolutions,
-    unet_plan,
+from pipeline.config.model import (
+    MODEL_CFGS,
+    MlpCfg,
+    PrefilterCfg,
+    SeedEncoderDecoderCfg,
+    StftMaskCfg,
+    UnetCfg,
+    tunable_names,
 )
+from pipeline.nn.architectures import BUILDERS, build_model, unet_plan
+from pipeline.nn.layers import EdgeBlend, FixedFIR, MaskedISTFT, PhaseAdvance, Spectrogram, SubPixel1D
+from pipeline.nn.losses import ReconLoss, make_loss
 
 ARCHS = ("unet", "seed_encoder_decoder")
+MODEL = TypeAdapter(ModelCfg)
 
 
-def tiny(arch: str, **kw) -> ModelCfg:
-    base = {"arch": arch, "depth": 3, "filters": 4, "kernel_size": 5}
-    return ModelCfg(**{**base, **kw})
+def tiny(arch: str, **kw):
+    """A small config of `arch`; only the size knobs that architecture has."""
+    cls = {c.model_fields["arch"].default: c for c in MODEL_CFGS}[arch]
+    base = {"depth": 3, "filters": 4, "kernel_size": 5}
+    return cls(**{**{k: v for k, v in base.items() if k in cls.model_fields}, **kw})
 
 
 def frames(n: int, t: int, seed: int = 0) -> np.ndarray:
@@ -84,7 +88,8 @@ def test_normalize_makes_mapping_level_independent(arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_save_load_safe_mode_round_trip(arch, tmp_path):
-    cfg = tiny(arch, batch_norm=True, dropout=0.1, residual=True, normalize=True)
+    extra = {"batch_norm": True} if arch == "unet" else {}  # the seed net has none
+    cfg = tiny(arch, dropout=0.1, residual=True, normalize=True, **extra)
     m = build_model(cfg, frame_length=100)
     # Perturb all weights so a silently re-initialised layer would show up as a difference.
     m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
@@ -100,12 +105,20 @@ def test_save_load_safe_mode_round_trip(arch, tmp_path):
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_compiled_model_with_custom_loss_reloads(tmp_path):
     m = build_model(tiny("unet"), frame_length=64)
-    m.compile(optimizer="adam", loss=make_loss(TrainCfg(loss="snr", stft_weight=0.5), 64))
+    m.compile(optimizer="adam", loss=make_loss(TrainCfg(loss="snr")))
     path = tmp_path / "m.keras"
     m.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     assert isinstance(loaded.loss, ReconLoss)
-    assert loaded.loss.kind == "snr" and loaded.loss.stft_weight == 0.5
+    assert loaded.loss.kind == "snr"
+
+
+def test_loss_config_of_files_saved_with_the_retired_stft_term_still_loads():
+    old = {"kind": "l1", "stft_weight": 0.0, "fft_sizes": [64, 128, 256], "name": "recon_l1"}
+    loss = ReconLoss.from_config(old)
+    assert loss.kind == "l1" and loss.get_config()["kind"] == "l1"
+    with pytest.warns(UserWarning, match="retired"):
+        ReconLoss.from_config({**old, "stft_weight": 0.5})
 
 
 def test_too_deep_for_frame_is_refused():
@@ -114,7 +127,7 @@ def test_too_deep_for_frame_is_refused():
 
 
 def test_unet_plan_doubles_filters_with_cap_and_shrinks_odd_kernels():
-    plan = unet_plan(ModelCfg(depth=6, filters=32, kernel_size=9))
+    plan = unet_plan(UnetCfg(depth=6, filters=32, kernel_size=9))
     assert [f for f, _ in plan] == [32, 64, 128, 256, 256, 256]
     assert [k for _, k in plan] == [9, 5, 3, 3, 3, 3]
 
@@ -126,20 +139,13 @@ def test_subpixel_interleaves_channels_into_time():
     np.testing.assert_array_equal(y[0], [[0, 1], [2, 3], [4, 5], [6, 7]])
 
 
-def test_stft_resolutions_follow_frame_length():
-    assert stft_resolutions(1024) == [64, 128, 256]
-    assert stft_resolutions(100) == [8, 16]
-    assert all(n <= 8 for n in stft_resolutions(8))
-
-
 @pytest.mark.parametrize("kind", ["mse", "l1", "snr"])
-@pytest.mark.parametrize("stft_weight", [0.0, 1.0])
-def test_losses_are_finite(kind, stft_weight):
-    loss = make_loss(TrainCfg(loss=kind, stft_weight=stft_weight), frame_length=100)
+def test_losses_are_finite(kind):
+    loss = make_loss(TrainCfg(loss=kind))
     y = frames(4, 100)
     for y_hat in (0.9 * y, y, np.zeros_like(y)):
         value = float(loss(y, y_hat))
-        assert np.isfinite(value), (kind, stft_weight)
+        assert np.isfinite(value), kind
 
 
 def test_sample_losses_match_numpy():
@@ -159,19 +165,10 @@ def test_snr_loss_equals_hand_computed_value():
     assert value == pytest.approx(expected, abs=1e-4)
 
 
-def test_stft_term_penalises_spectral_error_and_vanishes_at_perfect_fit():
-    loss = make_loss(TrainCfg(loss="mse", stft_weight=1.0), frame_length=256)
-    t = np.arange(256) / 256
-    y = np.sin(2 * np.pi * 40 * t).astype(np.float32)[None, :, None]
-    lowpassed = np.zeros_like(y)
-    assert float(loss(y, y)) < 1e-3
-    assert float(loss(y, lowpassed)) > 0.5
-
-
-def test_one_training_step_is_finite_with_stft_loss():
+def test_one_training_step_is_finite():
     keras.utils.set_random_seed(3)
     m = build_model(tiny("unet"), frame_length=64)
-    m.compile(optimizer="adam", loss=make_loss(TrainCfg(loss="snr", stft_weight=1.0), 64))
+    m.compile(optimizer="adam", loss=make_loss(TrainCfg(loss="snr")))
     x = frames(8, 64)
     before = [w.copy() for w in m.get_weights()]
     loss = m.train_on_batch(x, 0.5 * x)
@@ -201,7 +198,8 @@ def test_mlp_residual_starts_as_identity_and_is_level_independent():
 
 @pytest.mark.parametrize(
     "t, n_fft, overlap",
-    # T a multiple of the hop, as PadToMultiple makes it inside the model
+    # T a multiple of the hop, as PadToMultiple makes it inside the model. The nets use hop
+    # n_fft/4; the layers keep a `hop` argument (saved configs carry it), so others are checked.
     [(t, n, o) for t in (64, 1024) for n in (64, 256) for o in (2, 4, 8) if t % (n // o) == 0],
 )
 def test_unit_mask_reconstructs_every_sample_exactly(t, n_fft, overlap):
@@ -215,10 +213,9 @@ def test_unit_mask_reconstructs_every_sample_exactly(t, n_fft, overlap):
     np.testing.assert_allclose(y, x, atol=1e-5)
 
 
-@pytest.mark.parametrize("t, mask_max", [(1024, 1.0), (1000, 1.0), (37, 1.0), (1, 1.0), (256, 2.0)])
-def test_stft_mask_any_length_starts_open_and_is_level_independent(t, mask_max):
-    m = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, mask_max=mask_max),
-                    frame_length=1024)
+@pytest.mark.parametrize("t", [1024, 1000, 37, 1])
+def test_stft_mask_any_length_starts_open_and_is_level_independent(t):
+    m = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=1024)
     x = frames(2, t)
     y = np.asarray(m(x, training=False))
     assert y.shape == x.shape and np.isfinite(y).all()
@@ -227,13 +224,12 @@ def test_stft_mask_any_length_starts_open_and_is_level_independent(t, mask_max):
     np.testing.assert_allclose(np.asarray(m(3.0 * x, training=False)), 3.0 * y, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["mlp", "stft_mask", "stft_mask_phase_complex"])
+@pytest.mark.parametrize("arch", ["mlp", "stft_mask", "stft_mask_phase"])
 def test_new_archs_save_and_load_in_safe_mode(arch, tmp_path):
-    extra = {}
-    if arch == "stft_mask_phase_complex":
-        arch, extra = "stft_mask", {"phase_features": True, "mask": "complex", "feature_skip": True,
-                                    "global_context": True, "stft_overlap": 8}
-    m = build_model(tiny(arch, filters=8, depth=2, n_fft=64, dropout=0.1, **extra), frame_length=128)
+    extra = {"n_fft": 64} if arch.startswith("stft_mask") else {}
+    if arch == "stft_mask_phase":
+        arch, extra = "stft_mask", {**extra, "phase_features": True}
+    m = build_model(tiny(arch, filters=8, depth=2, dropout=0.1, **extra), frame_length=128)
     m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
     m.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
@@ -245,7 +241,7 @@ def test_stft_mask_trains_towards_lower_loss():
     keras.utils.set_random_seed(4)
     cfg = tiny("stft_mask", n_fft=64, filters=16, depth=1, kernel_size=3)
     m = build_model(cfg, frame_length=256)
-    m.compile(optimizer=keras.optimizers.Adam(3e-3), loss=make_loss(TrainCfg(loss="snr"), 256))
+    m.compile(optimizer=keras.optimizers.Adam(3e-3), loss=make_loss(TrainCfg(loss="snr")))
     t = np.arange(256) / 256
     clean = np.sin(2 * np.pi * 8 * t)[None, :, None].repeat(32, 0).astype(np.float32)
     noisy = clean + frames(32, 256, seed=5)
@@ -270,28 +266,17 @@ def test_phase_advance_of_a_steady_partial_is_its_offset_from_the_bin_centre(off
     np.testing.assert_allclose(angle, 2 * np.pi / overlap * offset, atol=1e-3)
 
 
-def test_complex_mask_turns_the_phase_and_a_zero_imag_part_is_the_real_mask():
-    n, t = 64, 512
-    tt = np.arange(t)
-    x = np.sin(2 * np.pi * 6 / n * tt)[None, :, None].astype(np.float32)
-    re, im, _ = Spectrogram(n)(x)
-    half = 0.5 * keras.ops.ones_like(re)
-    real = np.asarray(MaskedISTFT(n)([re, im, half]))
-    np.testing.assert_allclose(np.asarray(MaskedISTFT(n)([re, im, half, 0.0 * half])), real, atol=1e-6)
-    # mask = e^{j phi} on every bin: the sinusoid comes back phase-shifted by phi.
-    phi = 0.7
-    cos_m, sin_m = np.cos(phi) * keras.ops.ones_like(re), np.sin(phi) * keras.ops.ones_like(re)
-    y = np.asarray(MaskedISTFT(n)([re, im, cos_m, sin_m]))[0, :, 0]
-    # Away from the edges, where the zero padding truncates the tone and spreads its spectrum.
-    inner = slice(n, t - n)
-    np.testing.assert_allclose(y[inner], np.sin(2 * np.pi * 6 / n * tt + phi)[inner], atol=1e-3)
+def test_masked_istft_refuses_the_retired_complex_mask():
+    re, im, _ = Spectrogram(64)(frames(1, 256))
+    one = keras.ops.ones_like(re)
+    with pytest.raises(ValueError, match="complex masks were retired"):
+        MaskedISTFT(64)([re, im, one, 0.0 * one])
 
 
-def test_stft_mask_with_phase_features_and_complex_mask_starts_as_the_real_one():
+def test_stft_mask_with_phase_features_starts_as_the_plain_one():
     x = frames(2, 256)
     plain = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1), frame_length=256)
-    rich = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, phase_features=True,
-                            mask="complex", feature_skip=True, global_context=True),
+    rich = build_model(tiny("stft_mask", n_fft=64, filters=8, depth=1, phase_features=True),
                        frame_length=256)
     assert rich.count_params() > plain.count_params()
     np.testing.assert_allclose(np.asarray(rich(x, training=False)), np.asarray(plain(x, training=False)),
@@ -300,8 +285,7 @@ def test_stft_mask_with_phase_features_and_complex_mask_starts_as_the_real_one()
     bins = 64 // 2 + 1
     assert tuple(rich.get_layer("conv_0").kernel.shape) == (5, bins, 8)
     assert tuple(rich.get_layer("phase_in").kernel.shape) == (1, 2 * bins, 8)
-    with pytest.raises(ValueError, match="mask"):
-        ModelCfg(arch="stft_mask", mask="polar")
+    assert rich.get_layer("stft").hop == 64 // 4
 
 
 # ----------------------------------------------------------------------------- prefilter channel
@@ -335,7 +319,7 @@ def test_fixed_fir_keeps_a_line_intact_at_the_edges_and_takes_short_frames():
 def test_unet_with_prefilter_starts_as_identity_and_survives_safe_mode(tmp_path):
     h = np.zeros(9, np.float32)
     h[4], h[3], h[5] = 2.0, 0.5, 0.5
-    cfg = tiny("unet", depth=2, filters=4, prefilter_taps=9)
+    cfg = tiny("unet", depth=2, filters=4, prefilter=PrefilterCfg(taps=9))
     m = build_model(cfg, frame_length=64, prefilter=h)
     assert "prefilter" in [layer.name for layer in m.layers]
     x = frames(2, 64)
@@ -350,10 +334,12 @@ def test_unet_with_prefilter_starts_as_identity_and_survives_safe_mode(tmp_path)
         build_model(cfg, frame_length=64)  # taps are designed by train, not guessed here
     with pytest.raises(ValueError, match="needs that many FIR taps"):
         build_model(cfg, frame_length=64, prefilter=h[:7])
-    with pytest.raises(ValueError, match="unet only"):
-        ModelCfg(arch="stft_mask", prefilter_taps=9)
-    with pytest.raises(ValueError, match="odd"):
-        ModelCfg(arch="unet", prefilter_taps=8)
+    with pytest.raises(ValueError, match="no model.prefilter"):
+        build_model(tiny("unet", depth=2, filters=4), frame_length=64, prefilter=h)
+    with pytest.raises(ValidationError, match="prefilter"):
+        MODEL.validate_python({"arch": "stft_mask", "prefilter": {"taps": 9}})
+    with pytest.raises(ValidationError, match="odd"):
+        MODEL.validate_python({"arch": "unet", "prefilter": {"taps": 8}})
 
 
 def test_edge_blend_takes_the_input_at_the_ends_and_the_prefiltered_inside():
@@ -368,10 +354,72 @@ def test_edge_blend_takes_the_input_at_the_ends_and_the_prefiltered_inside():
 def test_unet_prefilter_channel_is_faded_to_the_input_at_the_frame_ends():
     h = np.zeros(9, np.float32)
     h[4] = 2.0  # doubles the input
-    cfg = tiny("unet", depth=2, filters=4, prefilter_taps=9, prefilter_ramp=8)
+    cfg = tiny("unet", depth=2, filters=4, prefilter=PrefilterCfg(taps=9, ramp=8))
     m = build_model(cfg, frame_length=64, prefilter=h)
     channel = keras.Model(m.input, m.get_layer("edge_blend").output)
     y = np.asarray(channel(np.ones((1, 60, 1), np.float32)))[0, :, 0]
     expected = [1.0, 1.5, 2.0, 2.0, 2.0, 1.0]
     np.testing.assert_allclose(y[[0, 4, 8, 30, 51, 59]], expected, atol=1e-4)  # unit-RMS frames
     np.testing.assert_allclose(np.asarray(m(np.ones((1, 60, 1)), training=False)), 1.0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- typed configs
+def test_every_architecture_config_has_a_builder_and_only_its_own_knobs():
+    assert set(BUILDERS) == set(MODEL_CFGS)
+    assert isinstance(MODEL.validate_python({"arch": "mlp"}), MlpCfg)
+    assert isinstance(MODEL.validate_python({"arch": "seed_encoder_decoder"}), SeedEncoderDecoderCfg)
+    with pytest.raises(ValidationError, match="kernel_size"):  # the mlp's builder never read it
+        MODEL.validate_python({"arch": "mlp", "kernel_size": 3})
+    with pytest.raises(ValidationError, match="batch_norm"):
+        MODEL.validate_python({"arch": "stft_mask", "batch_norm": True})
+    with pytest.raises(ValidationError, match="arch"):
+        MODEL.validate_python({"arch": "transformer"})
+    with pytest.raises(TypeError, match="no builder"):
+        build_model(PrefilterCfg(taps=3))
+
+
+def test_tunable_names_are_the_architectures_own_fields_plus_train():
+    assert tunable_names(MlpCfg()) == ["dropout", "normalize", "depth", "filters", "residual",
+                                       "learning_rate", "batch_size", "loss"]
+    assert "kernel_size" in tunable_names(StftMaskCfg())
+    assert "n_fft" not in tunable_names(UnetCfg()) and "arch" not in tunable_names(UnetCfg())
+
+
+# ----------------------------------------------------------------------------- default configs
+def _default_experiments():
+    from helpers import ROOT
+
+    from pipeline.config import load_params
+
+    return ROOT, load_params(ROOT / "params.yaml").experiments
+
+
+@pytest.mark.parametrize("name", sorted(_default_experiments()[1]))
+def test_each_default_config_builds_saves_and_reloads_in_safe_mode(name, tmp_path):
+    exp = _default_experiments()[1][name]
+    h = None
+    if isinstance(exp.model, UnetCfg) and exp.model.prefilter is not None:
+        h = np.eye(1, exp.model.prefilter.taps, exp.model.prefilter.taps // 2)[0]
+    keras.utils.set_random_seed(5)
+    m = build_model(exp.model, frame_length=exp.frame_length, prefilter=h)
+    m.set_weights([w + 0.01 * np.ones_like(w) for w in m.get_weights()])
+    m.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    x = frames(2, exp.frame_length)
+    np.testing.assert_array_equal(np.asarray(m(x, training=False)),
+                                  np.asarray(loaded(x, training=False)))
+
+
+@pytest.mark.parametrize("name", sorted(_default_experiments()[1]))
+def test_trained_models_saved_by_earlier_versions_load_and_predict(name):
+    """models/E/model.keras (DVC outputs, absent in a fresh clone) written by the code of
+    before the split of pipeline.nn.models: registered names and layer configs still match.
+    AUDIORECON_MODELS_DIR points at another checkout's models/ (read only)."""
+    root, experiments = _default_experiments()
+    path = Path(os.environ.get("AUDIORECON_MODELS_DIR", root / "models")) / name / "model.keras"
+    if not path.is_file():
+        pytest.skip(f"{path} not trained here")
+    loaded = keras.models.load_model(path, safe_mode=True, compile=False)
+    x = frames(2, experiments[name].frame_length)
+    y = np.asarray(loaded.predict(x, verbose=0))
+    assert y.shape == x.shape and np.isfinite(y).all()
