@@ -36,7 +36,7 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
     from pipeline.nn.architectures import build_model
     from pipeline.nn.feed import make_dataset
     from pipeline.nn.losses import compile_model
-    from pipeline.stages.train import effective_config
+    from pipeline.config import resolve
 
     class EpochTimer(keras.callbacks.Callback):
         """Wall time of each epoch inside one fit call."""
@@ -57,7 +57,8 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
     rows = []
     for name in experiments or list(params.experiments):
         exp = params.experiment(name)
-        model_cfg, train_cfg, _ = effective_config(params, name, ROOT)  # what train would fit
+        r = resolve(params, name, ROOT, tuned=True)  # what train would fit
+        model_cfg, train_cfg = r.model, r.train
         T, bs = exp.frame_length, train_cfg.batch_size
         frames = steps * bs  # same number of steps per epoch for every model
         rng = np.random.default_rng(0)
