@@ -32,11 +32,11 @@ def run(steps: int = 8, repeats: int = 3, experiments: list[str] | None = None,
     import keras
     import tensorflow as tf
 
+    from pipeline.config import resolve
     from pipeline.dsp.filters import wiener_fir
     from pipeline.nn.architectures import build_model
     from pipeline.nn.feed import make_dataset
     from pipeline.nn.losses import compile_model
-    from pipeline.config import resolve
 
     class EpochTimer(keras.callbacks.Callback):
         """Wall time of each epoch inside one fit call."""
