@@ -93,7 +93,7 @@ def tune_experiment(
 
     tracker = tracking.setup(r.tracking, r.paths.root)
     carry_over(spec, store, sname, r.paths.root, r.name)
-    study = _open_study(r, store, sname, digest, enqueue)
+    study = _open_study(r, store, sname, digest, enqueue, tracker)
     if n_trials is None:  # the stage: bring the study up to tune.n_trials finished trials
         n_new = max(0, n_new - len(study.get_trials(deepcopy=False, states=FINISHED)))
         if n_new == 0:
@@ -103,8 +103,10 @@ def tune_experiment(
     return _invocation(r, study, store, spec, digest, n_new, min(n_workers, n_new), tracker)
 
 
-def _open_study(r: Resolved, store, sname: str, digest: str, enqueue) -> optuna.Study:
-    """Create or continue the study; a fresh one tries params.yaml's own values first."""
+def _open_study(r: Resolved, store, sname: str, digest: str, enqueue,
+                tracker: tracking.Tracker) -> optuna.Study:
+    """Create or continue the study; a fresh one tries params.yaml's own values first.
+    Trials of this host's dead workers become FAIL (their MLflow runs KILLED) first."""
     study = optuna.create_study(study_name=sname, storage=store, direction="minimize",
                                 load_if_exists=True)
     if not study.trials:
@@ -116,7 +118,7 @@ def _open_study(r: Resolved, store, sname: str, digest: str, enqueue) -> optuna.
             log.warning("params.yaml values outside tune.space are sampled instead: %s",
                         sorted(set(defaults) - set(fixed)))
         study.enqueue_trial(fixed, user_attrs={"origin": "params.yaml"})
-    fail_orphaned_trials(study)
+    fail_orphaned_trials(study, tracker)
     for values in enqueue:
         study.enqueue_trial(dict(values), user_attrs={"origin": "enqueued"})
     return study
@@ -160,6 +162,6 @@ def _invocation(r: Resolved, study: optuna.Study, store, spec: str, digest: str,
         finally:
             lock.unlink(missing_ok=True)
         study = optuna.load_study(study_name=sname, storage=store)
-        fail_orphaned_trials(study)
+        fail_orphaned_trials(study, tracker)
         check_budget(study, invocation, n_new, dead, cfg.timeout)
         return finish(r, study, spec, run)

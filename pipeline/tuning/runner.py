@@ -107,7 +107,7 @@ def run_worker(job: Job) -> int:
     slots = Slots(job.lock, job.n_trials)
     t0, ran = time.monotonic(), 0
     while r.tune.timeout is None or time.monotonic() - t0 < r.tune.timeout:
-        fail_orphaned_trials(study)  # this host's dead workers; optimize sweeps heartbeats
+        fail_orphaned_trials(study, tracker)  # this host's dead workers; optimize sweeps heartbeats
         if not slots.claim():
             break
         ran += 1

@@ -291,7 +291,6 @@ def test_trials_of_dead_local_workers_are_failed(tmp_path):
         trial.set_user_attr("host", host)
     # a live process under the recorded pid, started after the trial's worker: a reused pid
     reused.set_user_attr("pid_created", psutil.Process().create_time() - 60)
-    tracking.disable()
-    assert fail_orphaned_trials(study) == [orphan.number, reused.number]
+    assert fail_orphaned_trials(study, tracking.OFF) == [orphan.number, reused.number]
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.FAIL]
