@@ -58,12 +58,10 @@ def tune(
     workers: Annotated[int | None, typer.Option(help="local worker processes")] = None,
 ) -> None:
     """Stage tune@E: run/continue the Optuna study, write reports/E/best_params.yaml."""
-    from pipeline.tuning.study import tune_experiment
+    from pipeline.tuning import tune_experiment
 
-    p = load_params(params)
-    p.experiment(experiment)
-    res = tune_experiment(p, experiment, Path("."), storage=storage, n_trials=n_trials,
-                          workers=workers)
+    res = tune_experiment(resolve(load_params(params), experiment, tuning=True),
+                          storage=storage, n_trials=n_trials, workers=workers)
     out.print(f"reports/{experiment}/best_params.yaml: {res}")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from helpers import quick_params, real_params
@@ -24,8 +25,7 @@ from pipeline import tracking
 from pipeline.config import load_params, resolve
 from pipeline.layout import read_digest
 from pipeline.stages.generate import generate_experiment
-from pipeline.stages.train import effective_config
-from pipeline.tuning.study import (
+from pipeline.tuning import (
     TuneError,
     fail_orphaned_trials,
     mask_url,
@@ -55,9 +55,19 @@ def _repo(folder: Path, data_from: Path | None = None, **overrides) -> Path:
     return folder
 
 
+def _resolved(repo: Path, params=None):
+    """What the tune command hands the stage: the experiment resolved once, tune settings on."""
+    return resolve(params or load_params(repo / "params.yaml"), EXP, repo, tuning=True)
+
+
+def effective_config(params, name, root):
+    """(model, train, where-from) as the train stage resolves them."""
+    r = resolve(params, name, root, tuned=True)
+    return r.model, r.train, {"tuned": r.tuning.tuned, **r.tuning.record.dump()}
+
+
 def _study(repo: Path) -> optuna.Study:
-    p = load_params(repo / "params.yaml")
-    name = study_name(p, EXP, read_digest(repo / "data" / EXP))
+    name = study_name(_resolved(repo), read_digest(repo / "data" / EXP))
     return optuna.load_study(study_name=name, storage=f"sqlite:///{repo / 'optuna' / f'{EXP}.db'}")
 
 
@@ -86,10 +96,9 @@ def _runs(repo: Path) -> pd.DataFrame:
 def tuned(tmp_path_factory):
     """Two invocations of two trials each on the default SQLite storage."""
     repo = _repo(tmp_path_factory.mktemp("tuned") / "repo")
-    p = load_params(repo / "params.yaml")
     _forget_tracking_uri()
-    first = tune_experiment(p, EXP, repo, n_trials=2)
-    second = tune_experiment(p, EXP, repo, n_trials=2)
+    first = tune_experiment(_resolved(repo), n_trials=2)
+    second = tune_experiment(_resolved(repo), n_trials=2)
     _forget_tracking_uri()
     return repo, first, second
 
@@ -101,7 +110,7 @@ def test_second_invocation_continues_the_study(tuned):
     assert first["n_trials"] == 2 and second["n_trials"] == 4
     # params.yaml's own values are trial 0, so tuning can only match or beat them.
     p = load_params(repo / "params.yaml")
-    assert study.trials[0].params == untuned_values(p, EXP)
+    assert study.trials[0].params == untuned_values(_resolved(repo))
     assert study.trials[0].user_attrs["origin"] == "params.yaml"
     assert study.trials[0].state == TrialState.COMPLETE
     for t in study.trials:
@@ -171,9 +180,8 @@ def test_bad_trial_is_pruned(tuned, tmp_path):
     raw = yaml.safe_load((repo / "params.yaml").read_text())
     raw["tracking"]["uri"] = f"sqlite:///{repo / 'mlflow.db'}"
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    p = load_params(repo / "params.yaml")
     with pytest.warns(UserWarning, match="out of range"):
-        tune_experiment(p, EXP, repo, n_trials=1, enqueue=[{"learning_rate": 1e-9}])
+        tune_experiment(_resolved(repo), n_trials=1, enqueue=[{"learning_rate": 1e-9}])
     last = _study(repo).trials[-1]
     assert last.number == 4 and last.params["learning_rate"] == 1e-9
     assert last.state == TrialState.PRUNED
@@ -190,9 +198,8 @@ def test_diverging_trial_fails_and_the_study_goes_on(tuned, tmp_path):
     overrides = {f"experiments.{EXP}.train.loss": "mse", "tune.pruner": "none",
                  f"experiments.{EXP}.model": unet, "tune.space": space}
     repo = _repo(tmp_path / "repo", data_from=tuned[0], **overrides)
-    p = load_params(repo / "params.yaml")
     with pytest.warns(UserWarning, match="out of range"):
-        record = tune_experiment(p, EXP, repo, n_trials=3, enqueue=[
+        record = tune_experiment(_resolved(repo), n_trials=3, enqueue=[
             {"learning_rate": 1.0, "batch_size": 32, "dropout": 0.0}])
     states = [t.state for t in _study(repo).trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
@@ -207,10 +214,10 @@ def test_diverging_trial_fails_and_the_study_goes_on(tuned, tmp_path):
 def test_disabled_writes_untuned_values_without_a_study(tmp_path, tuned):
     repo = _repo(tmp_path / "repo", data_from=tuned[0], **{"tune.enabled": False})
     p = load_params(repo / "params.yaml")
-    record = tune_experiment(p, EXP, repo)
+    record = tune_experiment(_resolved(repo, p))
     saved = yaml.safe_load((repo / "reports" / EXP / "best_params.yaml").read_text())
     assert saved == record and list(saved) == KEYS
-    assert saved["source"] == "untuned" and saved["params"] == untuned_values(p, EXP)
+    assert saved["source"] == "untuned" and saved["params"] == untuned_values(_resolved(repo, p))
     assert saved["study"] is None and saved["best_value"] is None and saved["n_trials"] == 0
     assert not (repo / "optuna").exists() and not (repo / "mlflow.db").exists()
     assert (repo / "reports" / EXP / "tune" / "trials.csv").is_file()
@@ -220,7 +227,7 @@ def test_disabled_writes_untuned_values_without_a_study(tmp_path, tuned):
 
 def test_zero_trials_and_no_study_is_untuned(tmp_path, tuned):
     repo = _repo(tmp_path / "repo", data_from=tuned[0])
-    record = tune_experiment(load_params(repo / "params.yaml"), EXP, repo, n_trials=0)
+    record = tune_experiment(_resolved(repo), n_trials=0)
     assert record["source"] == "untuned"
     assert not (repo / "mlflow.db").exists()
 
@@ -231,9 +238,8 @@ def test_the_stage_tops_the_study_up_to_n_trials_and_reruns_are_identical(tmp_pa
     runs = []
     for name in ("a", "b"):
         repo = _repo(tmp_path / name, data_from=tuned[0], **{"quick.n_trials": 3, "tune.n_trials": 3})
-        p = load_params(repo / "params.yaml")
-        first = tune_experiment(p, EXP, repo)
-        again = tune_experiment(p, EXP, repo)
+        first = tune_experiment(_resolved(repo))
+        again = tune_experiment(_resolved(repo))
         assert first == again and first["n_trials"] == 3 and len(_study(repo).trials) == 3
         runs.append([(t.params, t.value, t.state) for t in _study(repo).trials])
         assert (repo / "reports" / EXP / "tune" / "trials.csv").read_bytes() == (
@@ -243,16 +249,16 @@ def test_the_stage_tops_the_study_up_to_n_trials_and_reruns_are_identical(tmp_pa
 
 def test_study_name_tracks_the_objective(tuned):
     repo = tuned[0]
-    p = load_params(repo / "params.yaml")
+    r = _resolved(repo)
     raw = yaml.safe_load((repo / "params.yaml").read_text())
-    base = study_name(p, EXP, "digest-a")
-    assert study_name(p, EXP, "digest-a") == base
-    assert study_name(p, EXP, "digest-b") != base
+    base = study_name(r, "digest-a")
+    assert study_name(r, "digest-a") == base
+    assert study_name(r, "digest-b") != base
     raw["tune"]["space"]["dropout"]["high"] = 0.5
-    assert study_name(load_params_from(raw, repo), EXP, "digest-a") != base
+    assert study_name(_resolved(repo, load_params_from(raw, repo)), "digest-a") != base
     raw["tune"]["n_trials"] = 99  # the budget is not part of the objective
     raw["tune"]["space"]["dropout"]["high"] = 0.2
-    assert study_name(load_params_from(raw, repo), EXP, "digest-a") == base
+    assert study_name(_resolved(repo, load_params_from(raw, repo)), "digest-a") == base
 
 
 def load_params_from(raw: dict, folder: Path):
@@ -262,9 +268,8 @@ def load_params_from(raw: dict, folder: Path):
 
 
 def test_bad_storage_is_one_clear_error_without_the_password(tuned):
-    p = load_params(tuned[0] / "params.yaml")
     with pytest.raises(TuneError, match=r"cannot open Optuna storage postgresql://bob:\*\*\*@"):
-        tune_experiment(p, EXP, tuned[0], storage="postgresql://bob:s3cret@127.0.0.1:1/db")
+        tune_experiment(_resolved(tuned[0]), storage="postgresql://bob:s3cret@127.0.0.1:1/db")
     with pytest.raises(TuneError) as info:
         open_storage("nosuchdb://bob:s3cret@host/x")
     assert "s3cret" not in str(info.value)
@@ -277,13 +282,15 @@ def test_trials_of_dead_local_workers_are_failed(tmp_path):
     study = optuna.create_study(study_name="s", storage=storage)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    orphan, alive, remote = study.ask(), study.ask(), study.ask()
+    orphan, alive, remote, reused = study.ask(), study.ask(), study.ask(), study.ask()
     for trial, pid, host in [(orphan, dead.pid, socket.gethostname()),
                              (alive, 1, socket.gethostname()),
-                             (remote, dead.pid, "another-host")]:
+                             (remote, dead.pid, "another-host"),
+                             (reused, os.getpid(), socket.gethostname())]:
         trial.set_user_attr("pid", pid)
         trial.set_user_attr("host", host)
-    tracking.disable()
-    assert fail_orphaned_trials(study) == [orphan.number]
+    # a live process under the recorded pid, started after the trial's worker: a reused pid
+    reused.set_user_attr("pid_created", psutil.Process().create_time() - 60)
+    assert fail_orphaned_trials(study, tracking.OFF) == [orphan.number, reused.number]
     states = [t.state for t in study.trials]
-    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.FAIL]

@@ -19,10 +19,10 @@ import yaml
 from helpers import quick_params
 from optuna.trial import TrialState
 
+from pipeline import tuning as tune
 from pipeline.config import load_params, resolve
 from pipeline.layout import read_digest
 from pipeline.stages.generate import generate_experiment
-from pipeline.tuning import study as tune
 
 EXP = "seed-noise"
 N = 6
@@ -43,8 +43,8 @@ def _repo(folder: Path, seed: int, uri: str, epochs: int = 2) -> Path:
 
 
 def _study(repo: Path, storage: str) -> optuna.Study:
-    p = load_params(repo / "params.yaml")
-    name = tune.study_name(p, EXP, read_digest(repo / "data" / EXP))
+    r = resolve(load_params(repo / "params.yaml"), EXP, repo, tuning=True)
+    name = tune.study_name(r, read_digest(repo / "data" / EXP))
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -140,19 +140,27 @@ def test_heartbeat_fails_a_silent_trial_of_another_host(services, monkeypatch):
     storage = tune.open_storage(services.storage)
     name = f"heartbeat-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
     study = optuna.create_study(study_name=name, storage=storage)
-    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize(), as tune does
+    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() outside optimize(): no beats
         trial = study.ask()
     trial.set_user_attr("host", "another-host")
     trial.set_user_attr("pid", 1)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(name), trial.number)
-    with tune._heartbeat(storage, trial_id):
-        time.sleep(0.2)  # one beat, then the "host" goes silent
-    tune._fail_stale(study)
+    storage.record_heartbeat(trial_id)  # one beat, as optimize's thread records, then silence
+    tune.fail_stale(study)
     assert study.trials[0].state == TrialState.RUNNING  # within its grace period
     time.sleep(3)
-    tune._fail_stale(study)
+    tune.fail_stale(study)
     assert study.trials[0].state == TrialState.FAIL
+    # and the next optimize() on the study sweeps such trials itself before it asks
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        silent = study.ask()
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(name), silent.number))
+    time.sleep(3)
+    study.optimize(lambda t: 0.0, n_trials=1)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL,
+                                               TrialState.COMPLETE]
 
 
 def test_unreachable_storage_is_one_message_without_password(services, tmp_path):

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from pipeline.config import load_params, resolve
 from pipeline.layout import read_digest
 from pipeline.stages.generate import generate_experiment
-from pipeline.tuning.study import open_storage, study_name
+from pipeline.tuning import open_storage, study_name
 
 EXP = "seed-noise"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -43,7 +43,8 @@ def _tune(repo: Path, *args: str) -> list[str]:
 
 
 def _name(repo: Path) -> str:
-    return study_name(load_params(repo / "params.yaml"), EXP, read_digest(repo / "data" / EXP))
+    r = resolve(load_params(repo / "params.yaml"), EXP, repo, tuning=True)
+    return study_name(r, read_digest(repo / "data" / EXP))
 
 
 def _env() -> dict[str, str]:
