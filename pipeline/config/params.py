@@ -65,9 +65,9 @@ class SearchDim(Strict):
         return self
 
 
-# Every name some architecture may tune, and where it lives. Kept for pipeline/tuning/study.py,
-# which groups a trial's values by it; what one experiment may tune is `tunable_names(model)`,
-# checked per tuned experiment by Params._space_fits_models.
+# Every name some architecture may tune (TuneCfg's first check, before experiments are known);
+# what one experiment may tune is `tunable_names(model)`, checked per tuned experiment by
+# Params._space_fits_models.
 TUNABLE = {
     **{f: "model" for cls in MODEL_CFGS for f in cls.model_fields if f != "arch"},
     **{f: "train" for f in TRAIN_TUNABLES},

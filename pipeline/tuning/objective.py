@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from pipeline import tracking
-from pipeline.config import TUNABLE, ModelCfg, Resolved, SearchDim, TrainCfg, TuneCfg
+from pipeline.config import ModelCfg, Resolved, SearchDim, TrainCfg, TuneCfg
 from pipeline.config.resolve import apply_overrides
 from pipeline.nn.fit import fit, set_determinism
 from pipeline.tuning.errors import DivergedError, TuneError
@@ -98,8 +98,9 @@ def contains(dim: SearchDim, value: Any) -> bool:
 
 def untuned_values(r: Resolved) -> dict[str, Any]:
     """params.yaml's own values of the tunables in the space (the 'no tuning' answer)."""
-    cfgs = {"model": r.exp.model, "train": r.exp.train}
-    return {key: getattr(cfgs[TUNABLE[key]], key) for key in r.tune.space}
+    model = r.exp.model
+    return {key: getattr(model if key in type(model).model_fields else r.exp.train, key)
+            for key in r.tune.space}
 
 
 # ----------------------------------------------------------------------------- study identity
