@@ -126,12 +126,13 @@ def _engine_kwargs(spec: str) -> dict[str, Any]:
 
 def _rdb(spec: str) -> BaseStorage:
     """An RDBStorage with Optuna's heartbeat, so ``optimize`` fails a killed worker's trial
-    once its grace period is over, whichever host it ran on. Several hosts starting on a fresh
-    database race to create Optuna's tables; a failed first attempt is retried."""
+    once its grace period is over, whichever host it ran on. Several processes starting on a
+    fresh database (hosts on one server, or a reader beside the first worker on a new SQLite
+    file) race to create Optuna's tables; the loser's attempt is retried."""
     from optuna.storages import RDBStorage
 
     interval, grace = heartbeat_settings()
-    attempts = 1 if spec.startswith("sqlite") else 3
+    attempts = 3
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeat_interval is marked experimental
@@ -141,7 +142,8 @@ def _rdb(spec: str) -> BaseStorage:
                                   heartbeat_stale_trial_callback=_stale_trial)
         except Exception as err:
             # Unreachable servers and bad URLs fail the same way every time: no retry.
-            racing = any(w in str(err) for w in ("already exists", "duplicate key"))
+            racing = any(w in str(err) for w in ("already exists", "duplicate key",
+                                                 "UNIQUE constraint"))
             if attempt == attempts - 1 or not racing:
                 raise
             time.sleep(1 + attempt)
