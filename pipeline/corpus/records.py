@@ -1,0 +1,79 @@
+"""The corpus folder's files and its digest record (to move into pipeline/layout.py with the
+DVC stage: one home per path).
+
+Layout of ``data/corpus/`` (``out_dir``)::
+
+    {speech,music}_{train,val,test}.npy  float32 (n,), 16 kHz: a split's clips end to end
+    manifest.csv   one row per clip: clip_id, kind, package, speaker, split, source, seconds,
+                   start, length (the clip is ``array[start:start + length]``)
+    report.csv     minutes, files and speakers per kind x package x split
+    digest.json    CorpusDigest: sha256 over the arrays + the params that made them
+    LICENSES       package, version, licence and .deb URL of every source
+
+One flat array per split, memory-mapped, keeps frame sampling as cheap as it is for the
+synthetic data: a random frame is one slice of a page-cached file, with no per-file open and no
+Vorbis/FLAC decode in the training loop; the offsets table gives clip boundaries, so a frame
+need not straddle two recordings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.corpus.errors import CorpusError
+from pipeline.layout import Record
+
+KINDS = ("speech", "music")
+
+
+@dataclass(frozen=True)
+class CorpusPaths:
+    """Every file of one corpus folder."""
+
+    root: Path
+
+    def array(self, kind: str, split: str) -> Path:
+        return self.root / f"{kind}_{split}.npy"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.csv"
+
+    @property
+    def digest(self) -> Path:
+        return self.root / "digest.json"
+
+    @property
+    def licenses(self) -> Path:
+        return self.root / "LICENSES"
+
+
+class CorpusDigest(Record):
+    """data/corpus/digest.json."""
+
+    digest: str
+    seed: int
+    sample_rate: int
+    packages: dict[str, str]
+    sizes: dict[str, int]
+    minutes: dict[str, float]
+    params: dict[str, Any]
+
+
+def open_split(root: Path, split: str, kind: str = "speech") -> tuple[np.ndarray, pd.DataFrame]:
+    """A split's samples (memory-mapped) and its clips' rows (start, length, speaker ...)."""
+    paths = CorpusPaths(Path(root))
+    if not paths.manifest.is_file():
+        raise CorpusError(f"{paths.manifest}: missing; build the corpus first (build_corpus)")
+    rows = pd.read_csv(paths.manifest, keep_default_na=False)
+    rows = rows[(rows["split"] == split) & (rows["kind"] == kind)].reset_index(drop=True)
+    return np.load(paths.array(kind, split), mmap_mode="r", allow_pickle=False), rows
