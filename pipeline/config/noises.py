@@ -123,7 +123,7 @@ class NoiseMix(Strict):
         return self
 
     def kinds(self) -> dict[str, dict[str, Any]]:
-        """Every kind as a plain mapping, the form `dsp.noises.speech_noise_mix` takes.
+        """Every kind as a plain mapping, the form `dsp.mixing.speech_noise_mix` takes.
 
         Weight-0 kinds stay in so that `bursts`/`am` draw their base noise's knobs from them.
         """

@@ -1,5 +1,4 @@
-"""The corpus folder's files and its digest record (to move into pipeline/layout.py with the
-DVC stage: one home per path).
+"""Reading the corpus folder (its paths and digest record live in pipeline/layout.py).
 
 Layout of ``data/corpus/`` (``out_dir``)::
 
@@ -18,55 +17,15 @@ need not straddle two recordings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.corpus.errors import CorpusError
-from pipeline.layout import Record
+from pipeline.layout import CorpusDigest, CorpusPaths  # noqa: F401  re-exported for corpus code
 
 KINDS = ("speech", "music")
-
-
-@dataclass(frozen=True)
-class CorpusPaths:
-    """Every file of one corpus folder."""
-
-    root: Path
-
-    def array(self, kind: str, split: str) -> Path:
-        return self.root / f"{kind}_{split}.npy"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "manifest.csv"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report.csv"
-
-    @property
-    def digest(self) -> Path:
-        return self.root / "digest.json"
-
-    @property
-    def licenses(self) -> Path:
-        return self.root / "LICENSES"
-
-
-class CorpusDigest(Record):
-    """data/corpus/digest.json."""
-
-    digest: str
-    seed: int
-    sample_rate: int
-    packages: dict[str, str]
-    sizes: dict[str, int]
-    minutes: dict[str, float]
-    params: dict[str, Any]
 
 
 def open_split(root: Path, split: str, kind: str = "speech") -> tuple[np.ndarray, pd.DataFrame]:

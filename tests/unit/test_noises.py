@@ -14,6 +14,7 @@ from scipy import signal as sps
 
 from pipeline.config.loading import _format_error
 from pipeline.config.noises import NoiseMix, SpeechNoiseDeg
+from pipeline.dsp import mixing as M
 from pipeline.dsp import noises as N
 
 SR = 16_000
@@ -54,7 +55,7 @@ def frame_db(x: np.ndarray, F: int = 320) -> np.ndarray:
 # ----------------------------------------------------------------------------- generators
 
 
-@pytest.mark.parametrize("kind", sorted(N.KNOBS))
+@pytest.mark.parametrize("kind", sorted(M.KNOBS))
 def test_shape_dtype_finite_and_determinism(kind):
     a, b, c = make(kind, 7), make(kind, 7), make(kind, 8)
     assert a.shape == (4, 8000) and a.dtype == np.float32 and np.isfinite(a).all()
@@ -139,7 +140,7 @@ def test_babble_excludes_the_whole_speaker_and_refuses_a_small_pool():
 def test_mix_babble_defaults_to_the_other_clips_of_the_batch():
     x = tones(16, 4000)
     kinds = {"babble": NoiseMix().kinds()["babble"]}
-    _, draws = N.speech_noise_mix(np.random.default_rng(7), x, kinds, sample_rate=SR)
+    _, draws = M.speech_noise_mix(np.random.default_rng(7), x, kinds, sample_rate=SR)
     for i, knobs in enumerate(draws["noise_knobs"]):
         used = [r for r in knobs["talker_rows"] if r >= 0]
         assert 3 <= knobs["talkers"] == len(used) <= 10 and i not in used
@@ -177,7 +178,7 @@ def speech_with_pauses(rng, n: int, T: int) -> np.ndarray:
 
 
 def active_snr(speech, noisy, **kw) -> np.ndarray:
-    m = N.active_mask(speech, SR, **kw)
+    m = M.active_mask(speech, SR, **kw)
     s, v = np.where(m, speech, 0), np.where(m, noisy - speech, 0)
     return 10 * np.log10(np.sum(s.astype(np.float64) ** 2, 1) / np.sum(v.astype(np.float64) ** 2, 1))
 
@@ -188,7 +189,7 @@ def test_mixer_hits_the_active_speech_snr(snr, seed, scale):
     rng = np.random.default_rng(seed)
     x = speech_with_pauses(rng, 6, SR)
     noise = N.colored(rng, SR, SR, n_clips=6, exponent=rng.uniform(0, 2)) * np.float32(scale)
-    y, info = N.mix_at_snr(x, noise, np.full(6, snr), sample_rate=SR)
+    y, info = M.mix_at_snr(x, noise, np.full(6, snr), sample_rate=SR)
     assert y.dtype == np.float32 and np.isfinite(y).all()
     np.testing.assert_allclose(active_snr(x, y), snr, atol=0.1)
     np.testing.assert_allclose(info["snr_db_active"], snr, atol=0.1)
@@ -198,7 +199,7 @@ def test_vad_is_relative_to_the_clip_peak():
     x = tones(1, 3 * SR)[0].copy()
     x[SR:2 * SR] *= 10 ** (-20 / 20)  # quiet speech: still active
     x[2 * SR:] *= 10 ** (-50 / 20)  # below -40 dB: not active
-    m = N.active_mask(x * 1e-4, SR)[0]  # the absolute level does not matter
+    m = M.active_mask(x * 1e-4, SR)[0]  # the absolute level does not matter
     assert m[:2 * SR].all() and not m[2 * SR + 320:].any()
 
 
@@ -207,8 +208,8 @@ def test_mixer_ignores_silent_parts():
     speech = tones(1, SR)[0]
     noise = N.white(rng, 4 * SR, SR)[0]
     padded = np.concatenate([speech, np.zeros(3 * SR, np.float32)])
-    short, a = N.mix_at_snr(speech, noise[:SR], 5.0, sample_rate=SR)
-    long, b = N.mix_at_snr(padded, noise, 5.0, sample_rate=SR)
+    short, a = M.mix_at_snr(speech, noise[:SR], 5.0, sample_rate=SR)
+    long, b = M.mix_at_snr(padded, noise, 5.0, sample_rate=SR)
     assert abs(float(a["noise_gain"][0]) / float(b["noise_gain"][0]) - 1) < 0.02
     seg = long[:SR] - speech
     got = 10 * np.log10(np.sum(speech.astype(np.float64) ** 2) / np.sum(seg.astype(np.float64) ** 2))
@@ -220,23 +221,23 @@ def test_silent_inputs_give_no_nan():
     noise = N.white(np.random.default_rng(11), 4000, SR, n_clips=2)
     for s, v in [(z, noise), (x, z), (z, z)]:
         with np.errstate(all="raise"):
-            y, info = N.mix_at_snr(s, v, [0.0, 10.0], sample_rate=SR)
+            y, info = M.mix_at_snr(s, v, [0.0, 10.0], sample_rate=SR)
         assert np.isfinite(y).all() and np.array_equal(y, s)
         assert (info["noise_gain"] == 0).all() and (info["snr_db_active"] == N.SNR_CAP_DB).all()
-    assert not N.active_mask(z, SR).any()
+    assert not M.active_mask(z, SR).any()
     silent_pool = np.zeros((12, 4000), np.float32)
     for y in (N.babble(np.random.default_rng(0), 4000, SR, n_clips=2, pool=silent_pool, talkers=3),
               N.music(np.random.default_rng(0), 4000, SR, n_clips=2, pool=silent_pool),
               N.clicks(np.random.default_rng(0), 4000, SR, n_clips=2, click_prob=0, crackle_prob=0)):
         assert np.isfinite(y).all() and not y.any()
-    y, draws = N.speech_noise_mix(np.random.default_rng(0), z, NoiseMix().kinds(), sample_rate=SR)
+    y, draws = M.speech_noise_mix(np.random.default_rng(0), z, NoiseMix().kinds(), sample_rate=SR)
     assert np.isfinite(y).all() and np.isfinite(draws["snr_db_active"]).all()
 
 
 def test_noise_missing_the_speech_is_not_blown_up():
     x = np.concatenate([tones(1, SR)[0], np.zeros(SR, np.float32)])
     noise = np.concatenate([np.zeros(SR, np.float32), N.white(np.random.default_rng(12), SR, SR)[0]])
-    y, info = N.mix_at_snr(x, noise, 0.0, sample_rate=SR)
+    y, info = M.mix_at_snr(x, noise, 0.0, sample_rate=SR)
     assert np.isfinite(y).all() and info["snr_db_active"][0] == N.SNR_CAP_DB
     # its whole-clip power is at most -floor_db (10 dB) above the 0 dB target, not infinite
     ps = np.mean(x[:SR].astype(np.float64) ** 2)
@@ -252,7 +253,7 @@ def test_speech_noise_mix_records_its_draws():
     cfg = SpeechNoiseDeg.model_validate({"snr_db": [-5, 20], "noises": {
         "white": {"weight": 3}, "colored": {"weight": 1}, "hum": {"weight": 1},
         "babble": {"weight": 0}, "bursts": {"weight": 0}, "am": {"weight": 1}, "clicks": {"weight": 0}}})
-    y, d = N.speech_noise_mix(rng, x, cfg.noises.kinds(), cfg.snr_db, sample_rate=SR)
+    y, d = M.speech_noise_mix(rng, x, cfg.noises.kinds(), cfg.snr_db, sample_rate=SR)
     assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
     assert set(d["noise_kind"]) == {"white", "colored", "hum", "am"}
     assert abs(np.mean(d["noise_kind"] == "white") - 0.5) < 0.1
@@ -268,9 +269,9 @@ def test_speech_noise_mix_records_its_draws():
             assert 1 <= knobs["harmonics"] <= 10
         if kind == "am":
             assert knobs["base"] in ("white", "colored", "hum") and 6 <= knobs["depth_db"] <= 20
-    again, d2 = N.speech_noise_mix(np.random.default_rng(13), x, cfg.noises.kinds(), cfg.snr_db,
+    again, d2 = M.speech_noise_mix(np.random.default_rng(13), x, cfg.noises.kinds(), cfg.snr_db,
                                    sample_rate=SR)
-    y2, _ = N.speech_noise_mix(np.random.default_rng(13), x, cfg.noises.kinds(), cfg.snr_db,
+    y2, _ = M.speech_noise_mix(np.random.default_rng(13), x, cfg.noises.kinds(), cfg.snr_db,
                                sample_rate=SR)
     assert again.tobytes() == y2.tobytes()
 
@@ -279,14 +280,14 @@ def test_speech_noise_mix_refuses_what_it_cannot_do():
     x = tones(12, 2000)
     rng = np.random.default_rng(14)
     with pytest.raises(ValueError, match="no music clips"):
-        N.speech_noise_mix(rng, x, {"music": {"weight": 1}}, sample_rate=SR)
+        M.speech_noise_mix(rng, x, {"music": {"weight": 1}}, sample_rate=SR)
     with pytest.raises(ValueError, match="unknown noise kind"):
-        N.speech_noise_mix(rng, x, {"pink": {"weight": 1}}, sample_rate=SR)
+        M.speech_noise_mix(rng, x, {"pink": {"weight": 1}}, sample_rate=SR)
     with pytest.raises(ValueError, match="unknown knob `exponnent`"):
-        N.speech_noise_mix(rng, x, {"colored": {"exponnent": (1, 2)}}, sample_rate=SR)
+        M.speech_noise_mix(rng, x, {"colored": {"exponnent": (1, 2)}}, sample_rate=SR)
     with pytest.raises(ValueError, match="pool_ids and target_ids"):
-        N.speech_noise_mix(rng, x, {"babble": {}}, sample_rate=SR, pool=x)
-    y, d = N.speech_noise_mix(rng, x, {"music": {"weight": 1}}, sample_rate=SR, music=[tones(1, 500)[0]])
+        M.speech_noise_mix(rng, x, {"babble": {}}, sample_rate=SR, pool=x)
+    y, d = M.speech_noise_mix(rng, x, {"music": {"weight": 1}}, sample_rate=SR, music=[tones(1, 500)[0]])
     assert (d["noise_kind"] == "music").all() and np.isfinite(y).all()
 
 
@@ -295,9 +296,9 @@ def test_speech_noise_mix_refuses_what_it_cannot_do():
 
 def test_config_and_generators_agree_on_kinds_and_knobs():
     kinds = NoiseMix().kinds()
-    assert set(kinds) == set(N.KNOBS)
+    assert set(kinds) == set(M.KNOBS)
     for kind, spec in kinds.items():
-        assert set(spec) - {"weight"} == set(N.KNOBS[kind]), kind
+        assert set(spec) - {"weight"} == set(M.KNOBS[kind]), kind
     cfg = SpeechNoiseDeg()
     assert cfg.kind == "speech_noise" and cfg.snr_db == (-5.0, 20.0)
     assert kinds["music"]["weight"] == 0  # needs a music corpus: opt-in
@@ -340,7 +341,7 @@ def test_a_100_clip_4_s_batch_is_vectorized():
         times[kind] = time.perf_counter() - t0
     kinds = SpeechNoiseDeg.model_validate({"noises": {"music": {"weight": 1}}}).noises.kinds()
     t0 = time.perf_counter()
-    y, _ = N.speech_noise_mix(rng, x, kinds, sample_rate=SR, music=list(tones(4, 3 * SR)))
+    y, _ = M.speech_noise_mix(rng, x, kinds, sample_rate=SR, music=list(tones(4, 3 * SR)))
     times["speech_noise_mix (all kinds)"] = time.perf_counter() - t0
     print("100 x 4 s @ 16 kHz: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items()))
     assert np.isfinite(y).all()
