@@ -14,6 +14,7 @@ import pytest
 from scipy import signal as sps
 
 from benchmarks import anchors as A
+from benchmarks import anchors_measure as M
 from pipeline.dsp.metrics import si_sdr_db
 
 RATE = A.ANCHOR_RATE
@@ -31,14 +32,14 @@ def _skip_unless(key: str):
 def speech():
     clean = A.voiced_like(2.0, seed=1)
     rng = np.random.default_rng(0)
-    return clean, A.mix_at_snr(clean, rng.standard_normal(len(clean)), 5.0)
+    return clean, M.mix_at_snr(clean, rng.standard_normal(len(clean)), 5.0)
 
 
 @pytest.fixture(scope="module")
 def wiener():
     fit_clean = A.voiced_like(6.0, seed=100)
     rng = np.random.default_rng(100)
-    return A.WienerAnchor([(fit_clean, A.mix_at_snr(fit_clean, rng.standard_normal(len(fit_clean)), 5.0))])
+    return A.WienerAnchor([(fit_clean, M.mix_at_snr(fit_clean, rng.standard_normal(len(fit_clean)), 5.0))])
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_run_anchors_scores_every_anchor_and_the_input(nets, wiener):
     clips = []
     for seed in (5, 6):
         c = A.voiced_like(1.5, seed=seed)
-        clips.append((c, A.mix_at_snr(c, A.pink_noise(len(c), np.random.default_rng(seed)), 5.0)))
+        clips.append((c, M.mix_at_snr(c, M.pink_noise(len(c), np.random.default_rng(seed)), 5.0)))
     table = A.run_anchors(clips, anchors=[*nets.values(), wiener])
     assert set(table.anchor) == {"noisy", *nets, "wiener_dd"}
     assert {"si_sdr_db", "si_sdr_gain_db", "pesq_wb", "stoi", "rtf"} <= set(table.columns)
