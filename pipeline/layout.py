@@ -154,6 +154,32 @@ class RepoPaths:
         return self.root / "mlflow.db"
 
 
+@dataclass(frozen=True)
+class CorpusPaths:
+    """Every file of a corpus folder (``data/corpus/``: see pipeline/corpus/records.py)."""
+
+    root: Path
+
+    def array(self, kind: str, split: str) -> Path:
+        return self.root / f"{kind}_{split}.npy"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.csv"
+
+    @property
+    def digest(self) -> Path:
+        return self.root / "digest.json"
+
+    @property
+    def licenses(self) -> Path:
+        return self.root / "LICENSES"
+
+
 # What each stage writes, as ExperimentPaths / RepoPaths attribute names (dvc.yaml's outs,
 # metrics and plots; tests/unit/test_dvc_yaml.py checks that they agree).
 STAGE_OUTS: dict[str, tuple[str, ...]] = {
@@ -339,3 +365,15 @@ class Metrics(Record):
             if not (value is None or isinstance(value, (int, float, str))):
                 raise ValueError(f"{key}: a metrics value is a number or a string, "
                                  f"got {type(value).__name__}")
+
+
+class CorpusDigest(Record):
+    """data/corpus/digest.json: sha256 over the arrays, the params and the .deb hashes."""
+
+    digest: str
+    seed: int
+    sample_rate: int
+    packages: dict[str, str]
+    sizes: dict[str, int]
+    minutes: dict[str, float]
+    params: dict[str, Any]

@@ -17,6 +17,7 @@ from pipeline.config.degradations import (
 )
 from pipeline.config.loading import load_params, parse_params
 from pipeline.config.model import ModelCfg, TrainCfg
+from pipeline.config.noises import NoiseMix, SpeechNoiseDeg
 from pipeline.config.params import (
     TUNABLE,
     Base,
@@ -42,5 +43,6 @@ __all__ = [
     "DropoutDeg", "Experiment", "HarmonicSignal", "ModelCfg", "MultitoneSignal", "NoiseDeg",
     "Params", "ParamsError", "QuantizeDeg", "QuickCfg", "SearchDim", "Signal", "SineSignal",
     "Sizes", "Strict", "TrackingCfg", "TrainCfg", "TuneCfg", "WavSignal", "load_params",
-    "parse_params", "record_reads", "Resolved", "apply_overrides", "derive_seed", "resolve",
+    "parse_params", "NoiseMix", "SpeechNoiseDeg", "record_reads", "Resolved", "apply_overrides",
+    "derive_seed", "resolve",
 ]

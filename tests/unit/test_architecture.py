@@ -23,7 +23,7 @@ RANKS = {
     "errors": 0, "versions": 0,
     "layout": 1, "io": 1,
     "config": 2,
-    "dsp": 3,
+    "dsp": 3, "corpus": 3,
     "nn": 4, "tracking": 4, "evaluation": 4,
     "reporting": 5, "enhance": 5, "tuning": 5,
     "console": 6, "stages": 7, "verify": 7,
