@@ -34,6 +34,7 @@ from pipeline.errors import UserError
 
 SPLITS = ("train", "val", "test")
 KINDS = ("clean", "degraded")
+MODEL_FILE, META_FILE = "model.keras", "meta.json"  # a model folder, also one a user passes
 
 
 class DataError(UserError, ValueError):
@@ -69,11 +70,11 @@ class ExperimentPaths:
 
     @property
     def model(self) -> Path:
-        return self.model_dir / "model.keras"
+        return self.model_dir / MODEL_FILE
 
     @property
     def meta(self) -> Path:
-        return self.model_dir / "meta.json"
+        return self.model_dir / META_FILE
 
     @property
     def history(self) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.io import audio
-from pipeline.layout import ModelMeta
+from pipeline.layout import META_FILE, MODEL_FILE, ModelMeta
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -38,7 +38,7 @@ class ModelDirError(UserError, ValueError):
 
 
 def _read_meta(folder: Path) -> dict:
-    meta_path = folder / "meta.json"
+    meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise ModelDirError(
             f"{folder}: not a model folder of this pipeline: meta.json is missing "
@@ -97,7 +97,7 @@ def load_model_dir(path: str | Path, batch_size: int = 256) -> tuple[Predict, di
     if not p.exists():
         raise ModelDirError(f"{p}: no such model folder or file")
     if p.is_dir():
-        folder, model_file = p, p / "model.keras"
+        folder, model_file = p, p / MODEL_FILE
     elif p.suffix == ".keras":
         folder, model_file = p.parent, p
     else:

@@ -173,7 +173,8 @@ def log_run(tracker: tracking.Tracker, r: Resolved, stage: Path, metrics: dict[s
                                   context="evaluation")
         # Linked to the logged model and the test set: MLflow's model page lists these scores.
         run.log_metrics(_flat_numbers(metrics, methods), model_id=model_id, dataset=dataset)
-        _write_json(stage / r.paths.metrics.name, {**metrics, "mlflow_run_id": run.run_id})
+        _write_json(stage / r.paths.metrics.name, {**metrics, "mlflow_run_id": run.run_id},
+                    Metrics)
         for path in sorted(stage.rglob("*")):
             if path.is_file():
                 sub = path.parent.relative_to(stage).as_posix()
@@ -182,11 +183,11 @@ def log_run(tracker: tracking.Tracker, r: Resolved, stage: Path, metrics: dict[s
 
 
 # ----------------------------------------------------------------------------- write
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    """Strict JSON in the order the record was built (checked against its typed record)."""
+def _write_json(path: Path, record: dict[str, Any], schema: type[Metrics] | None = None) -> None:
+    """Strict JSON in the order the record was built, checked against its typed record."""
     clean = clean_json(record)
-    if path.name == "metrics.json":
-        Metrics.model_validate(clean)
+    if schema is not None:
+        schema.model_validate(clean)
     path.write_text(json.dumps(clean, indent=2) + "\n")
 
 

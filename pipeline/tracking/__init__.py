@@ -31,7 +31,6 @@ from pipeline.tracking.tags import (  # noqa: F401  re-exported
     standard_tags,
 )
 from pipeline.tracking.uris import (  # noqa: F401  re-exported: tracking's public API
-    DB_FILE,
     is_local_backend,
     mask_passwords,
     portable_uri,

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
+from pipeline.layout import RepoPaths
+
 if TYPE_CHECKING:
     from pipeline.config import TrackingCfg
 
-DB_FILE = "mlflow.db"
 _DVC_TEMP = (".dvc", "tmp", "exps")
 
 
@@ -40,7 +41,7 @@ def resolve_uri(cfg: TrackingCfg | None, root: str | os.PathLike[str] = ".") -> 
         return env
     if cfg is not None and cfg.uri:
         return cfg.uri
-    return f"sqlite:///{repo_root(root) / DB_FILE}"
+    return f"sqlite:///{RepoPaths(repo_root(root)).mlflow_db}"
 
 
 def portable_uri(uri: str, root: str | os.PathLike[str] = ".") -> str:
