@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Experiment
+from pipeline.evaluation.scoring import Scored, Split
 
 
 def _pyplot():
@@ -34,12 +35,14 @@ def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
     _pyplot().close(fig)
 
 
-def write_figures(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndarray,
-                  input_snr: np.ndarray, ests: dict[str, np.ndarray],
-                  gains: dict[str, np.ndarray], buckets: pd.DataFrame,
-                  by_f: pd.DataFrame | None, best: str) -> None:
+def write_figures(folder: Path, exp: Experiment, test: Split, s: Scored, buckets: pd.DataFrame,
+                  by_f: pd.DataFrame | None) -> None:
     """examples.png, gain_vs_snr.png and (sines) gain_by_frequency.png into `folder`."""
-    _examples(folder / "examples.png", exp, clean, degraded, input_snr, ests, gains, best)
+    ests = {k: v["estimate"] for k, v in s.results.items()}
+    gains = {k: v["gain"] for k, v in s.results.items()}
+    best, input_snr = s.best, test.snr
+    _examples(folder / "examples.png", exp, test.clean, test.degraded, input_snr, ests, gains,
+              best)
     colours = {"model": "tab:blue", best: "tab:orange", "oracle": "tab:green"}
     _gain_vs_snr(folder / "gain_vs_snr.png", input_snr, gains, buckets, best, colours)
     if by_f is not None:

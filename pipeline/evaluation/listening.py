@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.config import Experiment
 from pipeline.dsp.metrics import snr_db
-from pipeline.evaluation.scoring import SNR_CAP_DB, clean_json, rounded
+from pipeline.evaluation.scoring import SNR_CAP_DB, Scored, Split, clean_json, rounded
 
 AUDIO_EXAMPLES = 3  # listening examples per experiment: low, middle and high input SNR
 AUDIO_SECONDS = 1.0  # each joins consecutive test frames up to this length: long enough to hear
@@ -38,9 +38,8 @@ def _join(frames: np.ndarray, fade: int) -> np.ndarray:
     return (np.asarray(frames, dtype=np.float64) * w).reshape(-1)
 
 
-def write_listening_examples(folder: Path, exp: Experiment, clean: np.ndarray, degraded: np.ndarray,
-                        input_snr: np.ndarray, ests: dict[str, np.ndarray], best: str
-                        ) -> dict[str, Any]:
+def write_listening_examples(folder: Path, exp: Experiment, test: Split, s: Scored
+                             ) -> dict[str, Any]:
     """WAVs a person can play in the report, and examples.json describing them.
 
     Rates below PLAYBACK_MIN_RATE are upsampled by an integer factor (same pitch, same
@@ -53,8 +52,10 @@ def write_listening_examples(folder: Path, exp: Experiment, clean: np.ndarray, d
     rate = sr * math.ceil(PLAYBACK_MIN_RATE / sr) if sr < PLAYBACK_MIN_RATE else sr
     per = max(1, math.ceil(AUDIO_SECONDS * sr / T))
     fade = min(T // 4, max(1, round(FADE_S * sr)))
-    versions = {"clean": clean, "degraded": degraded, "model": ests["model"],
-                "best_classical": ests[best]}
+    best, input_snr = s.best, test.snr
+    versions = {"clean": test.clean, "degraded": test.degraded,
+                "model": s.results["model"]["estimate"],
+                "best_classical": s.results[best]["estimate"]}
     examples = []
     for i, idx in enumerate(_example_groups(input_snr, per, AUDIO_EXAMPLES), start=1):
         native = {k: _join(v[idx], fade) for k, v in versions.items()}

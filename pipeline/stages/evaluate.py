@@ -196,12 +196,8 @@ def write_artifacts(stage: Path, r: Resolved, s: Scored, test: Split,
     """Figures, listening examples and the tables, into the staging folder."""
     (stage / "figures").mkdir()
     buckets, by_f = gain_tables(r.exp, s, test, f_test)
-    ests = {k: v["estimate"] for k, v in s.results.items()}
-    per_frame = {k: v["gain"] for k, v in s.results.items()}
-    write_figures(stage / "figures", r.exp, test.clean, test.degraded, test.snr, ests,
-                  per_frame, buckets, by_f, s.best)
-    examples = write_listening_examples(stage / "audio", r.exp, test.clean, test.degraded,
-                                        test.snr, ests, s.best)
+    write_figures(stage / "figures", r.exp, test, s, buckets, by_f)
+    examples = write_listening_examples(stage / "audio", r.exp, test, s)
     write_spectrograms(stage / "figures" / "spectrograms.png", r.exp, examples, s.best)
     s.methods.to_csv(stage / r.paths.methods.name, index=False, float_format="%.6g")
     buckets.to_csv(stage / r.paths.gain_by_snr.name, index=False, float_format="%.6g")
