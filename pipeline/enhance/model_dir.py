@@ -5,10 +5,7 @@ Validation happens before Keras is imported, so a wrong path fails fast and clea
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -73,17 +70,6 @@ def _read_meta(folder: Path) -> dict:
     return meta
 
 
-def _import_custom_objects() -> None:
-    """Import ``pipeline.nn.layers`` (if present) so its registered custom layers deserialize."""
-    if importlib.util.find_spec("pipeline.nn.layers") is None:
-        return
-    try:
-        importlib.import_module("pipeline.nn.layers")
-    except Exception as e:  # a broken optional module must not hide the real load error
-        warnings.warn(f"could not import pipeline.nn.layers ({e}); custom layers unavailable",
-                      stacklevel=3)
-
-
 def load_model_dir(path: str | Path, batch_size: int = 256) -> tuple[Predict, dict]:
     """Load ``models/<experiment>/`` (or its ``model.keras``) as a batch predict function.
 
@@ -118,9 +104,10 @@ def load_model_dir(path: str | Path, batch_size: int = 256) -> tuple[Predict, di
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    _import_custom_objects()
     import keras
     import tensorflow as tf
+
+    import pipeline.nn.layers  # noqa: F401  registers the custom layers for safe-mode loading
 
     try:
         model = keras.models.load_model(model_file, safe_mode=True, compile=False)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -42,14 +43,23 @@ IDEAL_MASK_FACT = ("ideal_mask: the phase-sensitive ideal real STFT mask, comput
 
 @dataclass
 class Split:
-    """One split's (clean, degraded) frames and the degraded input's own figures."""
+    """One split's (clean, degraded) frames and the degraded input's own figures, each
+    computed once, when first needed (the train split's never are)."""
 
     clean: np.ndarray
     degraded: np.ndarray
-    snr: np.ndarray = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.snr = snr_db(self.degraded, self.clean, cap=SNR_CAP_DB)
+    @cached_property
+    def snr(self) -> np.ndarray:
+        return snr_db(self.degraded, self.clean, cap=SNR_CAP_DB)
+
+    @cached_property
+    def si_sdr(self) -> np.ndarray:
+        return si_sdr_db(self.degraded, self.clean, cap=SNR_CAP_DB)
+
+    @cached_property
+    def aggregate_snr(self) -> float:
+        return aggregate_snr_db(self.degraded, self.clean, cap=SNR_CAP_DB)
 
 
 @dataclass
@@ -123,12 +133,10 @@ class _Scorer:
 
     def __init__(self, test: Split, n_fft: int):
         self.test, self.n_fft = test, n_fft
-        self.input_si = si_sdr_db(test.degraded, test.clean, cap=SNR_CAP_DB)
-        self.input_agg = aggregate_snr_db(test.degraded, test.clean, cap=SNR_CAP_DB)
 
     def __call__(self, est: np.ndarray) -> dict[str, Any]:
         t = self.test
-        return score(est, t.clean, t.snr, self.input_si, self.input_agg, self.n_fft)
+        return score(est, t.clean, t.snr, t.si_sdr, t.aggregate_snr, self.n_fft)
 
 
 def score_methods(exp: Experiment, train: Split, val: Split, test: Split,
@@ -182,8 +190,7 @@ def headline_metrics(exp: Experiment, s: Scored, train: Split, val: Split, test:
         "n_test": len(test.clean),
         "input_snr_mean_db": rounded(inp["mean"]), "input_snr_median_db": rounded(inp["median"]),
         "input_snr_p10_db": rounded(inp["p10"]), "input_snr_p90_db": rounded(inp["p90"]),
-        "input_aggregate_snr_db": rounded(aggregate_snr_db(test.degraded, test.clean,
-                                                           cap=SNR_CAP_DB)),
+        "input_aggregate_snr_db": rounded(test.aggregate_snr),
         "identity_gain_db": rounded(s.results["identity"]["row"]["gain_mean_db"], 6),
         **{f"model_{k}": rounded(m[v]) for k, v in (
             ("gain_db", "gain_mean_db"), ("gain_median_db", "gain_median_db"),
