@@ -52,7 +52,8 @@ def main() -> None:
         x, rate, _ = read_audio(path)
         clean = resample(to_mono(x), rate, exp.sample_rate)
         for seed in a.seeds:
-            noisy = apply_long(exp.degradation, clean, np.random.default_rng(seed), exp.frame_length)
+            noisy = apply_long(exp.degradation, clean, np.random.default_rng(seed), exp.frame_length,
+                                   exp.sample_rate)
             t0 = time.perf_counter()
             est = enhance_signal(noisy[:, None], exp.sample_rate, predict, meta)[:, 0]
             rtf = len(clean) / exp.sample_rate / (time.perf_counter() - t0)

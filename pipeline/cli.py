@@ -128,7 +128,7 @@ def degrade(
         factor = max(2, round(deg.factor * rate / exp.sample_rate))
         deg = deg.model_copy(update={"factor": factor})
     rng = np.random.default_rng(seed)
-    y = np.stack([apply_long(deg, x[:, c], rng, frame) for c in range(x.shape[1])], axis=1)
+    y = np.stack([apply_long(deg, x[:, c], rng, frame, rate) for c in range(x.shape[1])], axis=1)
     write_audio_atomic(output, y, rate, subtype=subtype)
     out.print(f"{output}: {experiment} degradation applied ({len(y) / rate:.2f} s, {rate} Hz)")
 

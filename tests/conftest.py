@@ -37,6 +37,9 @@ def make_repo(tmp_path):
             shutil.copytree(ROOT / "pipeline", repo / "pipeline",
                             ignore=shutil.ignore_patterns("__pycache__"))
             dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+            for table in dvc_yaml["vars"]:  # per-experiment tables follow params' experiments
+                for key, rows in table.items():
+                    table[key] = {k: v for k, v in rows.items() if k in params["experiments"]}
             (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
             (repo / ".gitignore").write_text("mlflow.db\nmlartifacts/\noptuna/\n")
             subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

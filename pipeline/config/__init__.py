@@ -31,6 +31,7 @@ from pipeline.config.params import (
 )
 from pipeline.config.resolve import Resolved, apply_overrides, derive_seed, resolve
 from pipeline.config.signals import (
+    CorpusSignal,
     HarmonicSignal,
     MultitoneSignal,
     Signal,
@@ -39,7 +40,8 @@ from pipeline.config.signals import (
 )
 
 __all__ = [
-    "PARAMS_FILE", "TUNABLE", "BandwidthDeg", "Base", "BitdepthDeg", "ClipDeg", "Degradation",
+    "PARAMS_FILE", "TUNABLE", "BandwidthDeg", "Base", "BitdepthDeg", "ClipDeg", "CorpusSignal",
+    "Degradation",
     "DropoutDeg", "Experiment", "HarmonicSignal", "ModelCfg", "MultitoneSignal", "NoiseDeg",
     "Params", "ParamsError", "QuantizeDeg", "QuickCfg", "SearchDim", "Signal", "SineSignal",
     "Sizes", "Strict", "TrackingCfg", "TrainCfg", "TuneCfg", "WavSignal", "load_params",

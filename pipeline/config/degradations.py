@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import FloatPair, Strict, _range
+from pipeline.config.noises import SpeechNoiseDeg
 
 
 class NoiseDeg(Strict):
@@ -69,7 +70,7 @@ class DropoutDeg(Strict):
 
 
 Degradation = Annotated[
-    NoiseDeg | QuantizeDeg | BitdepthDeg | BandwidthDeg | ClipDeg | DropoutDeg,
+    NoiseDeg | QuantizeDeg | BitdepthDeg | BandwidthDeg | ClipDeg | DropoutDeg | SpeechNoiseDeg,
     Field(discriminator="kind"),
 ]
 

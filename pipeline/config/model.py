@@ -84,6 +84,9 @@ class StftMaskCfg(_Net):
     kernel_size: Kernel = 9  # in STFT frames
     # also feed each bin's phase advance between frames (tells partials from noise)
     phase_features: bool = False
+    # layer i's conv dilates by growth**i STFT frames: depth 6 and growth 2 see ~1 s of context,
+    # what telling speech from babble or bursts takes (1: plain stacked convs)
+    dilation_growth: int = Field(1, ge=1, le=4)
 
     @field_validator("n_fft")
     @classmethod

@@ -1,6 +1,6 @@
 """params.yaml's speech-denoising block: which real-world noises, their knob ranges and weights.
 
-Not yet part of the `Degradation` union (an integrator adds it with its baselines). Every
+`SpeechNoiseDeg` is the `speech_noise` member of the `Degradation` union. Every
 `(low, high)` pair is drawn uniformly per clip (integers inclusive); lists are choices; a kind's
 `weight` is its relative probability per clip (0 switches it off).
 """

@@ -58,8 +58,23 @@ class WavSignal(Strict):
     min_rms_db: float = Field(-50.0, le=0.0)
 
 
+class CorpusSignal(Strict):
+    """Frames of real speech from the corpus stage's split of the same name (data/corpus).
+
+    Each frame starts at a random sample of the split's clips laid end to end and is scaled to
+    an RMS level drawn from `level_db` (dBFS), so the nets see every level a user may bring.
+    """
+
+    family: Literal["corpus"] = "corpus"
+    kind: Literal["speech"] = "speech"
+    level_db: FloatPair = (-35.0, -15.0)
+
+    _l = field_validator("level_db")(_range(-80.0, 0.0))
+
+
 Signal = Annotated[
-    SineSignal | MultitoneSignal | HarmonicSignal | WavSignal, Field(discriminator="family")
+    SineSignal | MultitoneSignal | HarmonicSignal | WavSignal | CorpusSignal,
+    Field(discriminator="family"),
 ]
 
 

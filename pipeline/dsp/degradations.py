@@ -10,7 +10,16 @@ import numpy as np
 from scipy import signal as sps
 from scipy.interpolate import CubicSpline
 
-from pipeline.config import BandwidthDeg, BitdepthDeg, ClipDeg, DropoutDeg, NoiseDeg, QuantizeDeg
+from pipeline.config import (
+    BandwidthDeg,
+    BitdepthDeg,
+    ClipDeg,
+    DropoutDeg,
+    NoiseDeg,
+    QuantizeDeg,
+    SpeechNoiseDeg,
+)
+from pipeline.dsp.mixing import speech_noise_mix
 
 
 def _rms(x: np.ndarray) -> np.ndarray:
@@ -97,6 +106,22 @@ def dropout(cfg: DropoutDeg, x: np.ndarray, rng: np.random.Generator):
     return y.astype(np.float32), {"gap_prob": p, "gap_length": length, "n_gaps": starts.sum(1)}
 
 
+def speech_noise(cfg: SpeechNoiseDeg, x: np.ndarray, rng: np.random.Generator, *,
+                 sample_rate: float, speakers=None, music=None):
+    """Real-world noise at an active-speech SNR from `cfg.snr_db`, one kind per frame.
+
+    Babble talks over with other frames of this batch, never of the frame's own speaker
+    (`speakers`, one id per frame; without them, never the frame itself); `music` is a pool
+    of music clips (rows) for the music kind. Unclipped: float frames may exceed +-1.
+    """
+    n = len(x)
+    ids = np.arange(n) if speakers is None else np.asarray(speakers)
+    noisy, draws = speech_noise_mix(rng, x, cfg.noises.kinds(), cfg.snr_db,
+                                    sample_rate=sample_rate, pool=x, pool_ids=ids, target_ids=ids,
+                                    music=music, frame_ms=cfg.frame_ms, vad_db=cfg.vad_db)
+    return noisy, draws
+
+
 _APPLY = {
     NoiseDeg: noise,
     QuantizeDeg: quantize,
@@ -107,13 +132,21 @@ _APPLY = {
 }
 
 
-def apply(cfg, x: np.ndarray, rng: np.random.Generator):
-    """Degrade a batch of frames (n, T) -> (degraded (n, T) float32, per-frame draws)."""
+def apply(cfg, x: np.ndarray, rng: np.random.Generator, **context):
+    """Degrade a batch of frames (n, T) -> (degraded (n, T) float32, per-frame draws).
+
+    `context` (sample_rate, speakers, music) is what `speech_noise` needs besides the frames.
+    """
     x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+    if isinstance(cfg, SpeechNoiseDeg):
+        if "sample_rate" not in context:
+            raise ValueError("the speech_noise degradation needs the sample rate")
+        return speech_noise(cfg, x, rng, **context)
     return _APPLY[type(cfg)](cfg, x, rng)
 
 
-def apply_long(cfg, x: np.ndarray, rng: np.random.Generator, frame_length: int) -> np.ndarray:
+def apply_long(cfg, x: np.ndarray, rng: np.random.Generator, frame_length: int,
+               sample_rate: float | None = None) -> np.ndarray:
     """Degrade a whole signal (L,) with the per-frame statistics of training frames.
 
     The signal is cut into consecutive frames of `frame_length` (the last one zero-padded), so
@@ -126,6 +159,15 @@ def apply_long(cfg, x: np.ndarray, rng: np.random.Generator, frame_length: int) 
         return x.copy()
     if isinstance(cfg, (BandwidthDeg, QuantizeDeg)):
         return apply(cfg, x[None, :], rng)[0][0][:L]
+    if isinstance(cfg, SpeechNoiseDeg):
+        # One noise over the whole signal; kinds that need other recordings (babble, music)
+        # have none here, so they are left out.
+        kinds = cfg.noises.model_copy(update={k: getattr(cfg.noises, k).model_copy(
+            update={"weight": 0.0}) for k in ("babble", "music")})
+        if not any(v["weight"] > 0 for v in kinds.kinds().values()):
+            raise ValueError("speech_noise on one recording needs a kind other than babble/music")
+        deg = cfg.model_copy(update={"noises": kinds})
+        return apply(deg, x[None, :], rng, sample_rate=sample_rate)[0][0][:L]
     n = -(-L // frame_length)
     frames = np.zeros((n, frame_length), np.float32)
     frames.reshape(-1)[:L] = x

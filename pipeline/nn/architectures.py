@@ -232,7 +232,8 @@ def _stft_mask_body(x, cfg: StftMaskCfg):
     phase = PhaseAdvance(cfg.n_fft, hop, name="phase")([re, im]) if cfg.phase_features else None
     h = log_power
     for i in range(cfg.depth):
-        h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same", name=f"conv_{i}")(h)
+        h = layers.Conv1D(cfg.filters, cfg.kernel_size, padding="same",
+                          dilation_rate=cfg.dilation_growth**i, name=f"conv_{i}")(h)
         if i == 0 and phase is not None:
             # The phase advances (2 per bin) enter through a 1x1 projection, a third of the
             # cost of a kernel-3 conv; the next layer compares neighbouring frames anyway.

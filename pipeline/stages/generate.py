@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Experiment
+from pipeline.config import CorpusSignal, Experiment, SpeechNoiseDeg
 from pipeline.config.resolve import Resolved
+from pipeline.corpus.frames import corpus_frames, music_pool
 from pipeline.dsp import degradations, signals
 from pipeline.io.atomic import atomic_dir
 from pipeline.layout import SPLITS, DataDigest, digest_arrays, save_split
 
 CHUNK = 1024  # frames per chunk: bounded memory, and n frames are a prefix of n + k frames
+MUSIC_POOL = 64  # music excerpts per chunk for the `music` noise
 
 
 def stream_key(name: str) -> int:
@@ -44,9 +46,20 @@ def make_chunk(exp: Experiment, seed: int, name: str, split: str, chunk: int, n:
     frames is exactly the prefix of a split of n + k frames."""
     rng_sig, rng_deg = chunk_rngs(seed, name, split, chunk)
     T, sr = exp.frame_length, exp.sample_rate
-    clean, draws = signals.generate(exp.signal, CHUNK, T, sr, rng_sig, root)
-    degraded, deg_draws = degradations.apply(exp.degradation, clean, rng_deg)
+    context = {}
+    if isinstance(exp.signal, CorpusSignal):
+        clean, draws = corpus_frames(exp.signal, split, CHUNK, T, sr, rng_sig, root)
+        if isinstance(exp.degradation, SpeechNoiseDeg):
+            context = {"sample_rate": sr, "speakers": draws["speaker"],
+                       "music": music_pool(split, MUSIC_POOL, T, rng_sig, root)}
+    else:
+        clean, draws = signals.generate(exp.signal, CHUNK, T, sr, rng_sig, root)
+    if isinstance(exp.degradation, SpeechNoiseDeg) and not context:
+        context = {"sample_rate": sr}
+    degraded, deg_draws = degradations.apply(exp.degradation, clean, rng_deg, **context)
     clean, degraded = clean[:n], degraded[:n]
+    if "noise_knobs" in deg_draws:  # one JSON object per frame in the manifest
+        deg_draws["noise_knobs"] = [json.dumps(k, sort_keys=True) for k in deg_draws["noise_knobs"]]
     draws = {k: np.asarray(v)[:n] for k, v in {**draws, **deg_draws}.items()}
     err = np.sum(np.square(degraded - clean, dtype=np.float64), axis=1)
     sig = np.sum(np.square(clean, dtype=np.float64), axis=1)

@@ -138,6 +138,17 @@ def test_training_table_lists_every_experiment_and_agrees_with_tune_experiments(
     assert _stages()["tune"]["foreach"] == "${tune.experiments}"
 
 
+def test_generation_table_names_the_corpus_for_corpus_experiments():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    [table] = [v["generations"] for v in dvc["vars"] if "generations" in v]
+    params = real_params()
+    assert list(table) == list(params["experiments"])
+    for name, row in table.items():
+        corpus = params["experiments"][name]["signal"]["family"] == "corpus"
+        assert row["source"] == ("data/corpus" if corpus else "pipeline/dsp/signals.py"), name
+    assert _stages()["generate"]["foreach"] == "${generations}"
+
+
 def test_every_out_is_persisted_so_a_failed_stage_keeps_the_previous_one():
     for name, stage in _stages().items():
         body = _body(stage)

@@ -19,12 +19,17 @@ from pipeline.config import (
     DropoutDeg,
     NoiseDeg,
     QuantizeDeg,
+    SpeechNoiseDeg,
 )
 from pipeline.dsp.baselines.base import Baseline, Identity
 from pipeline.dsp.baselines.repair import ClipRepair, GapFill
 from pipeline.dsp.baselines.retained import BandlimitedInterp, HoldInterp
 from pipeline.dsp.baselines.smoothing import Lowpass, MedianLowpass, SavitzkyGolay
-from pipeline.dsp.baselines.wiener import Wiener, WienerSTFTDecisionDirected
+from pipeline.dsp.baselines.wiener import (
+    Wiener,
+    WienerSTFTDecisionDirected,
+    WienerSTFTNoiseTracking,
+)
 
 __all__ = [
     "REGISTRY",
@@ -39,6 +44,7 @@ __all__ = [
     "SavitzkyGolay",
     "Wiener",
     "WienerSTFTDecisionDirected",
+    "WienerSTFTNoiseTracking",
     "best_classical",
     "classical_baselines",
 ]
@@ -53,6 +59,12 @@ def _noise(deg: NoiseDeg, sample_rate: int, frame_length: int | None) -> list[Ba
     if frame_length is None or frame_length >= 512:
         out.append(WienerSTFTDecisionDirected())
     return out
+
+
+def _speech_noise(deg: SpeechNoiseDeg, sample_rate: int, frame_length: int | None) -> list[Baseline]:
+    # Real noises differ clip to clip: the tracking Wiener estimates each clip's own noise PSD;
+    # the training-average one shows what that adaptivity is worth.
+    return [WienerSTFTDecisionDirected(), WienerSTFTNoiseTracking()]
 
 
 def _retained(deg: QuantizeDeg | BandwidthDeg, sample_rate: int, frame_length: int | None) -> list[Baseline]:
@@ -73,6 +85,7 @@ def _dropout(deg: DropoutDeg, sample_rate: int, frame_length: int | None) -> lis
 
 REGISTRY: dict[type, Factory] = {
     NoiseDeg: _noise,
+    SpeechNoiseDeg: _speech_noise,
     QuantizeDeg: _retained,
     BandwidthDeg: _retained,
     BitdepthDeg: _bitdepth,

@@ -9,7 +9,7 @@ from scipy import signal as sps
 
 from pipeline.dsp.baselines.base import BaselineBase, mean_power, mse, tuning_subset
 
-__all__ = ["Wiener", "WienerSTFTDecisionDirected"]
+__all__ = ["Wiener", "WienerSTFTDecisionDirected", "WienerSTFTNoiseTracking"]
 
 
 def _noise_scale(power: np.ndarray, noise_psd: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -152,3 +152,72 @@ class WienerSTFTDecisionDirected(BaselineBase):
             raise ValueError(f"{self.name} was fitted for another frame length (got T={t})")
         spec = self._enhance(self._stft(degraded), self.alpha, self.xi_min, self.per_frame)
         return self._istft(spec, t)
+
+
+class WienerSTFTNoiseTracking(WienerSTFTDecisionDirected):
+    """The decision-directed STFT Wiener gain with the noise PSD estimated from each clip itself.
+
+    Real recordings bring their own noise, so a PSD averaged over training pairs (the parent
+    class) fits none of them. Here each clip's noise PSD per bin is the mean power of its quietest
+    `quantile` of STFT windows (ranked by total power: the pauses, as minimum-statistics trackers
+    use), times a bias; the quantile, bias, alpha and xi_min are chosen by MSE on the fitted
+    pairs. It assumes the noise is stationary within a clip (a 2 s frame).
+    """
+
+    name = "wiener_dd_tracking"
+    quantiles = (0.1, 0.25)
+    biases_db = (0.0, 3.0, 6.0)
+
+    def __init__(self, nperseg: int = 256) -> None:
+        super().__init__(nperseg)
+        self.quantile, self.bias = 0.1, 1.0
+
+    def _noise_psd(self, power: np.ndarray, quantile: float) -> np.ndarray:
+        """(n, bins, 1): mean power per bin over each clip's quietest windows."""
+        k = max(1, int(round(quantile * power.shape[-1])))
+        quiet = np.argsort(power.sum(axis=1), axis=-1)[:, :k]  # (n, k) window indices
+        picked = np.take_along_axis(power, quiet[:, None, :], axis=-1)
+        return picked.mean(axis=-1, keepdims=True)
+
+    def _gain_loop(self, spec, lam, alpha, xi_min) -> np.ndarray:
+        power = np.abs(spec) ** 2
+        lam = np.maximum(lam, 1e-20)
+        out = np.empty_like(spec)
+        prev = None
+        for m in range(spec.shape[-1]):  # a loop over STFT windows, vectorised over clips, bins
+            ml = np.maximum(power[..., m] / lam[..., 0] - 1.0, 0.0)
+            xi = ml if prev is None else alpha * prev / lam[..., 0] + (1 - alpha) * ml
+            gain = np.maximum(xi, xi_min) / (1.0 + np.maximum(xi, xi_min))
+            out[..., m] = gain * spec[..., m]
+            prev = gain**2 * power[..., m]
+        return out
+
+    def _fit(self, clean: np.ndarray, degraded: np.ndarray) -> None:
+        self.length = t = clean.shape[-1]
+        self.nperseg = int(min(self.nperseg_max, max(8, 2 ** int(math.log2(max(t // 2, 8))))))
+        c, d = tuning_subset(clean, degraded, self.tune_samples // 2)
+        spec = self._stft(d)
+        power = np.abs(spec) ** 2
+        best = None
+        for q in self.quantiles:
+            lam_q = self._noise_psd(power, q)
+            for b_db in self.biases_db:
+                for alpha in self.alphas:
+                    for xi_db in self.xi_min_dbs:
+                        est = self._istft(self._gain_loop(spec, lam_q * 10 ** (b_db / 10), alpha,
+                                                          10 ** (xi_db / 10)), t)
+                        err = mse(est, c)
+                        if best is None or err < best[0]:
+                            best = (err, q, b_db, alpha, xi_db)
+        _, self.quantile, b_db, self.alpha, xi_db = best
+        self.bias, self.xi_min = 10 ** (b_db / 10), 10 ** (xi_db / 10)
+        self.params = {"quantile": self.quantile, "bias_db": b_db, "alpha": self.alpha,
+                       "xi_min_db": xi_db, "nperseg": self.nperseg}
+
+    def _apply(self, degraded: np.ndarray) -> np.ndarray:
+        if not self.length:
+            raise ValueError(f"{self.name} is not fitted")
+        t = degraded.shape[-1]
+        spec = self._stft(degraded)
+        lam = self._noise_psd(np.abs(spec) ** 2, self.quantile) * self.bias
+        return self._istft(self._gain_loop(spec, lam, self.alpha, self.xi_min), t)
