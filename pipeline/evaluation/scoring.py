@@ -163,7 +163,7 @@ def score_methods(exp: Experiment, train: Split, val: Split, test: Split,
         extra["oracle"] = ("oracle", orc(test.degraded))
     # Ceilings that need the clean signal: what no method of a kind can beat (see baselines).
     bound = None
-    if degradation.kind == "noise" and exp.signal.family != "sine":
+    if degradation.kind in ("noise", "speech_noise") and exp.signal.family != "sine":
         bound = "ideal_mask"
         extra[bound] = ("bound", oracles.ideal_mask_bound(test.clean, test.degraded))
     for name, (kind, est) in extra.items():
