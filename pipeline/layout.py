@@ -15,6 +15,7 @@ records below; ``dvc.yaml`` names the same files (a test checks its outs against
     reports/E/metrics.json   Metrics: test-split figures of the model, baselines and bounds
     reports/E/{key_metrics.json,methods.csv,gain_by_snr.csv,figures/,audio/}
     reports/{summary.csv,summary.md,index.html,report/}
+    data/corpus/             the real-speech corpus (CorpusPaths); .cache/debian/ its .debs
 """
 
 from __future__ import annotations
@@ -159,6 +160,16 @@ class RepoPaths:
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
 
+    @property
+    def corpus(self) -> Path:
+        """data/corpus/: the real-speech corpus (files: :class:`CorpusPaths`)."""
+        return self.root / "data" / "corpus"
+
+    @property
+    def debian_cache(self) -> Path:
+        """The corpus stage's downloaded and extracted .debs (not versioned)."""
+        return self.root / ".cache" / "debian"
+
 
 @dataclass(frozen=True)
 class CorpusPaths:
@@ -189,6 +200,7 @@ class CorpusPaths:
 # What each stage writes, as ExperimentPaths / RepoPaths attribute names (dvc.yaml's outs,
 # metrics and plots; tests/unit/test_dvc_yaml.py checks that they agree).
 STAGE_OUTS: dict[str, tuple[str, ...]] = {
+    "corpus": ("corpus",),
     "generate": ("data",),
     "tune": ("best_params", "tune_dir"),
     "train": ("model", "meta", "history"),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import ParamsError, Strict
+from pipeline.config.corpus import CorpusCfg
 from pipeline.config.degradations import BandwidthDeg, Degradation, QuantizeDeg
 from pipeline.config.model import MODEL_CFGS, TRAIN_TUNABLES, ModelCfg, TrainCfg, UnetCfg, tunable_names
 from pipeline.config.signals import Signal, SineSignal
@@ -139,6 +140,7 @@ class Params(Strict):
     quick: QuickCfg = QuickCfg()
     tracking: TrackingCfg = TrackingCfg()
     tune: TuneCfg = TuneCfg()
+    corpus: CorpusCfg = CorpusCfg()
     experiments: dict[str, Experiment]
 
     @field_validator("experiments")

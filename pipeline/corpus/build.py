@@ -18,6 +18,8 @@ from pipeline.corpus.condition import Conditioning, load_clip
 from pipeline.corpus.fetch import Fetched, fetch, licences_text
 from pipeline.corpus.inventory import inventory, rule
 from pipeline.corpus.records import KINDS, CorpusDigest, CorpusPaths
+from pipeline.corpus.render import PACKAGE as RENDER_PACKAGE
+from pipeline.corpus.render import MusicRender, Rendered, render_music
 from pipeline.corpus.split import FRACTIONS, MIN_SPEAKERS, assign_splits, split_report
 from pipeline.io.atomic import atomic_dir
 from pipeline.layout import SPLITS, digest_arrays
@@ -67,7 +69,7 @@ def make_digest(arrays: dict[str, np.ndarray], params: dict, packages: dict[str,
 
 
 def write(out_dir: Path, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
-          digest: CorpusDigest, fetched: list[Fetched]) -> None:
+          digest: CorpusDigest, fetched: list[Fetched], notice: str = "") -> None:
     """All files into a staging folder swapped in at the end: all new or all old."""
     with atomic_dir(out_dir) as tmp:
         paths = CorpusPaths(tmp)
@@ -77,44 +79,65 @@ def write(out_dir: Path, arrays: dict[str, np.ndarray], manifest: pd.DataFrame,
         manifest.to_csv(paths.manifest, index=False, float_format="%.6f")
         split_report(manifest).to_csv(paths.report, index=False)
         paths.digest.write_text(digest.text(sort_keys=True), encoding="utf-8")
-        paths.licenses.write_text(licences_text(fetched), encoding="utf-8")
+        text = licences_text(fetched) + (f"\n{notice}" if notice else "")
+        paths.licenses.write_text(text, encoding="utf-8")
 
 
 def build_corpus(packages: list[str] | tuple[str, ...], cache_dir: Path, out_dir: Path, seed: int,
                  fractions: tuple[float, float, float] = FRACTIONS,
                  conditioning: Conditioning = Conditioning(), include_music: bool = True,
-                 min_speakers: int = MIN_SPEAKERS, max_files: int | None = None) -> pd.DataFrame:
+                 min_speakers: int = MIN_SPEAKERS, max_files: int | None = None,
+                 music_render: MusicRender | None = None) -> pd.DataFrame:
     """Fetch `packages` into `cache_dir`, build the corpus in `out_dir`; return the manifest.
 
-    `max_files` (per package) makes a quick, deterministic subset for tests and trials.
+    `max_files` (per package) makes a quick, deterministic subset for tests and trials;
+    `music_render` (when enabled, and music is included) adds FluidSynth-rendered pieces.
     """
     for name in packages:
         rule(name)  # unknown package: fail before any download
     fetched = [fetch(name, Path(cache_dir)) for name in packages]
+    rendered = None
+    if include_music and music_render is not None and music_render.enabled:
+        rendered = render_music(music_render, Path(cache_dir), conditioning)
     return build_from(fetched, out_dir, seed, fractions, conditioning, include_music,
-                      min_speakers, max_files)
+                      min_speakers, max_files, rendered)
 
 
 def build_from(fetched: list[Fetched], out_dir: Path, seed: int,
                fractions: tuple[float, float, float] = FRACTIONS,
                conditioning: Conditioning = Conditioning(), include_music: bool = True,
-               min_speakers: int = MIN_SPEAKERS, max_files: int | None = None) -> pd.DataFrame:
-    """The corpus from already extracted packages (what the unit tests drive)."""
+               min_speakers: int = MIN_SPEAKERS, max_files: int | None = None,
+               rendered: Rendered | None = None) -> pd.DataFrame:
+    """The corpus from already extracted packages (what the unit tests drive), plus any
+    `rendered` music (one unit per piece in the split)."""
     t0 = time.perf_counter()
     table = pd.concat([inventory(f.name, f.root, max_files) for f in fetched], ignore_index=True)
     if not include_music:
         table = table[table["kind"] == "speech"]
     kept, clips = decode(table, {f.name: f.root for f in fetched}, conditioning)
+    rendered = rendered if include_music else None
+    if rendered is not None and not rendered.table.empty:
+        extra = rendered.table.copy()
+        extra["seconds"] = [rendered.clips[c].size / conditioning.sample_rate
+                            for c in extra["clip_id"]]
+        kept = pd.concat([kept, extra], ignore_index=True)
+        clips = {**clips, **rendered.clips}
     kept["split"] = assign_splits(kept, seed, fractions, min_speakers)
     kinds = KINDS if include_music else ("speech",)
     manifest, arrays = lay_out(kept, clips, kinds)
     params = {"seed": seed, "fractions": list(fractions), "min_speakers": min_speakers,
               "include_music": include_music, "max_files": max_files,
-              "conditioning": asdict(conditioning), "dropped_silent": len(table) - len(kept)}
-    packages = {f.name: f.version for f in fetched}
-    digest = make_digest(arrays, {**params, "deb_sha256": {f.name: f.sha256 for f in fetched}},
+              "conditioning": asdict(conditioning),
+              "dropped_silent": len(table) - int((kept["package"] != RENDER_PACKAGE).sum())}
+    sources = [*fetched, *(rendered.fetched if rendered else [])]
+    if rendered is not None:
+        params["music_render"] = {**rendered.config, "rendered": len(rendered.table)}
+    packages = {f.name: f.version for f in sources}
+    digest = make_digest(arrays, {**params, "deb_sha256": {f.name: f.sha256 for f in sources}},
                          packages, conditioning, seed)
-    write(Path(out_dir), arrays, manifest, digest, fetched)
+    write(Path(out_dir), arrays, manifest, digest, sources, rendered.notice if rendered else "")
     params["build_seconds"] = round(time.perf_counter() - t0, 1)
+    if rendered is not None:
+        params["render_seconds"] = rendered.seconds
     manifest.attrs.update(params)
     return manifest

@@ -27,6 +27,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 @app.command()
 @friendly
+def corpus(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Stage corpus: data/corpus/ (real speech and music from Debian packages, rendered music)."""
+    from pipeline.config.corpus import resolve_corpus
+    from pipeline.stages.corpus import build
+
+    p = load_params(params)
+    r = resolve_corpus(p.corpus, p.base.quick)
+    m = build(r)
+    report = m.groupby(["kind", "package"])["seconds"].sum().div(60).round(1)
+    out.print(f"data/corpus: {len(m)} clips, minutes {report.to_dict()}, "
+              f"build {m.attrs.get('build_seconds')} s, render {m.attrs.get('render_seconds')} s",
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly
 def generate(experiment: ExpOpt, params: ParamsOpt = Path("params.yaml")) -> None:
     """Stage generate@E: write data/E/ (clean and degraded splits, manifest, digest)."""
     from pipeline.stages.generate import generate_experiment
@@ -99,4 +115,4 @@ def report(params: ParamsOpt = Path("params.yaml")) -> None:
               highlight=False)
 
 
-STAGE_COMMANDS = (generate, tune, train, evaluate, summary, report)
+STAGE_COMMANDS = (corpus, generate, tune, train, evaluate, summary, report)
