@@ -148,11 +148,6 @@ class RepoPaths:
         return self.root / "reports" / "report"
 
     @property
-    def corpus(self) -> CorpusPaths:
-        """The corpus stage's folder, data/corpus/."""
-        return CorpusPaths(self.root / "data" / "corpus")
-
-    @property
     def optuna(self) -> Path:
         return self.root / "optuna"
 

@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.config import CorpusSignal
 from pipeline.corpus.errors import CorpusError
 from pipeline.corpus.records import open_split
-from pipeline.layout import RepoPaths
+from pipeline.layout import CorpusPaths, RepoPaths
 
 MIN_RMS_DB = -55.0  # dBFS of the corpus as stored: quieter frames are pauses, not speech
 
@@ -32,7 +32,7 @@ def corpus_frames(cfg: CorpusSignal, split: str, n: int, T: int, sample_rate: in
     Returns ``(frames (n, T) float32, draws)`` with per-frame clip_id, speaker, package,
     start (in the split's array) and level_db.
     """
-    folder = RepoPaths(Path(root)).corpus.root
+    folder = RepoPaths(Path(root)).corpus
     data, rows = open_split(folder, split, cfg.kind)
     if sample_rate != 16_000:
         raise CorpusError(f"the corpus is at 16000 Hz; set sample_rate: 16000 (got {sample_rate})")
@@ -59,7 +59,7 @@ def music_pool(split: str, n: int, T: int, rng: np.random.Generator,
                root: Path | str = ".") -> np.ndarray | None:
     """`n` excerpts of `T` samples of the split's music (the `music` noise's pool), or None
     when the corpus has no music in this split."""
-    paths = RepoPaths(Path(root)).corpus
+    paths = CorpusPaths(RepoPaths(Path(root)).corpus)
     if not paths.array("music", split).is_file():
         return None
     data, _ = open_split(paths.root, split, "music")

@@ -14,7 +14,7 @@ from pipeline.dsp import degradations
 from pipeline.dsp.baselines import Identity, WienerSTFTNoiseTracking
 from pipeline.dsp.metrics import si_sdr_db
 from pipeline.dsp.mixing import active_mask
-from pipeline.layout import RepoPaths
+from pipeline.layout import CorpusPaths, RepoPaths
 
 SR = 16_000
 
@@ -32,7 +32,7 @@ def _voice(rng, n, seconds=1.5):
 def corpus_root(tmp_path):
     """A corpus folder laid out like the corpus stage's: 8 speakers of speech, 2 music clips."""
     rng = np.random.default_rng(0)
-    paths = RepoPaths(tmp_path).corpus
+    paths = CorpusPaths(RepoPaths(tmp_path).corpus)
     paths.root.mkdir(parents=True)
     rows = []
     for split in ("train", "val", "test"):
