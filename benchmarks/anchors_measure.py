@@ -3,6 +3,10 @@ audio (or clean speech files) mixed with white and pink noise at several SNRs.
 
     python -m benchmarks.anchors_measure [--seconds 30] [--snrs 0 5 10] [--noises white pink]
                                          [--wav a.wav ...]
+    python -m benchmarks.anchors_measure --experiment speech-denoise [--limit N] [--root DIR]
+
+With ``--experiment`` the anchors score that experiment's test split instead and write
+reports/<E>/anchors.{csv,json,md} plus one MLflow run (benchmarks/anchors_split.py).
 
 Synthetic material doubles as the anchors' test input (tests/unit/test_anchors.py).
 """
@@ -86,7 +90,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--wav", type=Path, nargs="*", default=[],
                     help="clean speech files to score instead (the last one fits the Wiener filter)")
+    ap.add_argument("--experiment", "-e", help="score this experiment's test split (data/<E>/)")
+    ap.add_argument("--limit", type=int, help="with --experiment: only the first N test frames")
+    ap.add_argument("--root", type=Path, default=Path("."), help="with --experiment: the repo root")
+    ap.add_argument("--no-mlflow", action="store_true", help="with --experiment: log no run")
     a = ap.parse_args(argv)
+    if a.experiment:
+        split_main(a)
+        return
     clean = fit = None
     if a.wav:
         import soundfile as sf
@@ -100,6 +111,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         clean, fit = (audio[:-1], audio[-1]) if len(audio) > 1 else (audio, None)
     table = measure(a.seconds, a.snrs, a.noises, seed=a.seed, clean=clean, fit_clean=fit)
     print(table.to_markdown(index=False, floatfmt=".2f"))
+
+
+def split_main(a: argparse.Namespace) -> None:
+    from benchmarks.anchors_split import run
+    from pipeline.errors import UserError
+    from pipeline.layout import ExperimentPaths
+
+    paths = ExperimentPaths(a.root.resolve(), a.experiment)
+    try:
+        info = run(paths, limit=a.limit, mlflow=not a.no_mlflow)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(paths.anchors_md.read_text())
+    print(f"wrote {paths.anchors_csv}, .json, .md in {info['total_seconds']:.0f} s; "
+          f"MLflow run {info.get('mlflow_run_id')}")
 
 
 if __name__ == "__main__":

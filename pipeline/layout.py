@@ -14,6 +14,7 @@ records below; ``dvc.yaml`` names the same files (a test checks its outs against
     reports/E/tune/          trials.csv and plots of the study
     reports/E/metrics.json   Metrics: test-split figures of the model, baselines and bounds
     reports/E/{key_metrics.json,methods.csv,gain_by_snr.csv,figures/,audio/}
+    reports/E/anchors.{csv,json,md}  outside denoisers on the test split (benchmarks/anchors_split.py)
     reports/{summary.csv,summary.md,index.html,report/}
     data/corpus/             the real-speech corpus (CorpusPaths); .cache/debian/ its .debs
 """
@@ -108,6 +109,18 @@ class ExperimentPaths:
     @property
     def gain_by_snr(self) -> Path:
         return self.reports / "gain_by_snr.csv"
+
+    @property
+    def anchors_csv(self) -> Path:
+        return self.reports / "anchors.csv"
+
+    @property
+    def anchors_json(self) -> Path:
+        return self.reports / "anchors.json"
+
+    @property
+    def anchors_md(self) -> Path:
+        return self.reports / "anchors.md"
 
     @property
     def figures(self) -> Path:
