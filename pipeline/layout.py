@@ -213,6 +213,7 @@ STAGE_OUTS: dict[str, tuple[str, ...]] = {
     "tune": ("best_params", "tune_dir"),
     "train": ("model", "meta", "history"),
     "evaluate": ("figures", "audio", "methods", "metrics", "key_metrics", "gain_by_snr"),
+    "anchors": ("anchors_csv", "anchors_json", "anchors_md"),
     "summary": ("summary_csv", "summary_md"),
     "report": ("index_html", "report_assets"),
 }

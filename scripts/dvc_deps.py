@@ -23,7 +23,7 @@ def minimal_deps(cmd: str) -> list[str]:
     files = {rules._module_file(m).relative_to(ROOT).as_posix()
              for m in rules._command_imports(cmd)}
     deps = set(files)
-    folders = {p.as_posix() for f in files for p in Path(f).parents} - {"pipeline", "."}
+    folders = {p.as_posix() for f in files for p in Path(f).parents} - {"pipeline", "benchmarks", "."}
     for folder in sorted(folders, key=lambda d: -d.count("/")):  # innermost first
         inside = rules._dep_files(folder)
         if len(inside) >= 2 and inside <= files:
@@ -44,7 +44,7 @@ def rewrite(text: str) -> str:
             continue
         if in_deps:
             dm = re.match(r"^(\s+)- (\S+)\s*$", line)
-            if dm and dm.group(2).startswith("pipeline"):
+            if dm and dm.group(2).startswith(rules.OURS):
                 if indent is None:
                     indent = dm.group(1)
                     out += [f"{indent}- {d}\n" for d in

@@ -107,7 +107,10 @@ def _declared_outs() -> dict[str, set[str]]:
         for kind in ("outs", "metrics", "plots"):
             for entry in body.get(kind, []):
                 paths |= set(entry) if isinstance(entry, dict) else {entry}
-        out[name] = {p.replace("${item}", "E").replace("${key}", "E") for p in paths}
+        # the anchors stage serves one experiment, named in its command
+        exp = body["cmd"].split("--experiment ")[-1] if name == "anchors" else "${key}"
+        out[name] = {p.replace("${item}", "E").replace("${key}", "E").replace(f"/{exp}/", "/E/")
+                     for p in paths}
     return out
 
 

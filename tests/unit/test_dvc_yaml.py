@@ -16,6 +16,7 @@ import yaml
 from helpers import ROOT, real_params
 
 PKG = ROOT / "pipeline"
+OURS = ("pipeline", "benchmarks")  # the packages whose modules stages import
 
 
 def _module_file(module: str) -> Path:
@@ -30,12 +31,12 @@ def _imports(tree: ast.AST, module: str) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("pipeline")}
+            found |= {a.name for a in node.names if a.name.startswith(OURS)}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 base = package + (f".{base}" if base else "")
-            if not base.startswith("pipeline"):
+            if not base.startswith(OURS):
                 continue
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
@@ -70,8 +71,11 @@ def _command_imports(stage_cmd: str) -> set[str]:
     """What `python -m pipeline.stages <command>` imports: the entry module's top level plus
     the body of that command's function."""
     words = stage_cmd.split()
-    entry, command = words[2], words[3]
+    entry = words[2]
     tree = ast.parse(_module_file(entry).read_text())
+    if entry != "pipeline.stages":  # a plain module (benchmarks.*): everything it imports
+        return {entry} | _closure(_imports(tree, entry) - {entry}, entry)
+    command = words[3]
     top = ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)],
                      type_ignores=[])
     [fn] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == command]
@@ -108,7 +112,7 @@ def test_deps_name_no_module_the_command_does_not_import(name):
     stage = _body(_stages()[name])
     imported = {_module_file(m).relative_to(ROOT).as_posix()
                 for m in _command_imports(stage["cmd"])}
-    extra = [d for d in stage["deps"] if isinstance(d, str) and d.startswith("pipeline")
+    extra = [d for d in stage["deps"] if isinstance(d, str) and d.startswith(OURS)
              and "${" not in d and not _dep_files(d) <= imported]
     assert not extra, (f"dvc.yaml stage {name!r} depends on {extra}, which its command does not "
                        "import (whole, for a folder)")
