@@ -13,12 +13,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # constraints.txt pins every package to the versions the committed results were made with.
+# The pipeline's anchors stage runs the outside denoisers (DeepFilterNet3, RNNoise), so the
+# plain install has them too; pyrnnoise's declared deps (audio I/O we do not use) are skipped.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e .
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[anchors]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt pyrnnoise
 	touch $@
 
-# The dev install adds the outside anchors (DeepFilterNet3, RNNoise) the benchmarks and their
-# tests compare with; pyrnnoise's declared deps (audio I/O we do not use) are skipped.
+# The dev install adds the test and lint tools.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,anchors]'
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt pyrnnoise
