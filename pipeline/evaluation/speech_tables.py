@@ -129,6 +129,7 @@ def headline_numbers(t: SpeechTables, best: str | None) -> dict[str, float | str
     """metrics.json's flat ``speech.<method>.<column>`` figures from the headline table (plus
     ``speech.model_minus_best_classical.<column>``) and the rule that made them."""
     out: dict[str, float | str] = {"speech.headline_rule": t.rule}
+    best = INPUT if best == "identity" else best  # the input's rows are identity's
     h = t.headline.set_index("method")
     cols = _metric_columns(h)
     for method, row in h.iterrows():

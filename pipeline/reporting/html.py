@@ -217,7 +217,7 @@ def _experiment_section(e: dict[str, Any], made: dict[str, str], uri: str | None
                  + "</details>")
     from pipeline.reporting.speech import speech_section  # it uses this module's helpers
 
-    s.append(speech_section(e))
+    s.append(speech_section(e, made))
     s.append("<h3>Waveforms and spectrograms</h3>")
     for key, caption in (("examples", "test frames: clean, degraded, model, best classical"),
                          ("spectrograms", "spectrograms before/after (listening example)")):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.reporting.html import _e, _href, _num
+from pipeline.reporting.html import ASSETS, _e, _figure, _href, _num
 
 LABELS = {"si_sdr_db": "SI-SDR (dB)", "pesq": "PESQ-WB", "stoi": "STOI", "snr_db": "SNR (dB)",
           "lsd": "LSD (lower is better)", "rtf": "real-time factor"}
@@ -94,14 +94,20 @@ def _kind_audio(e: dict[str, Any]) -> str:
             f"<table>{head}</tr>{''.join(rows)}</table>")
 
 
-def speech_section(e: dict[str, Any]) -> str:
-    """The speech tables of experiment `e` ("" when it has none)."""
+def speech_section(e: dict[str, Any], made: dict[str, str] | None = None) -> str:
+    """The speech tables of experiment `e` ("" when it has none); `made`: the report's own
+    figures (the per-bucket chart)."""
     t = e.get("speech")
     if t is None:
         return ""
     best = e["metrics"].get("best_classical")
+    best = "input" if best == "identity" else best  # evaluate scores identity as the input
     anchors = set(e.get("anchor_methods") or ())
     parts = ["<h3>Speech metrics</h3>", _headline(t, best, anchors)]
+    chart = (made or {}).get(f"{e['name']}/speech")
+    if chart:
+        parts.append(_figure(f"{ASSETS}/{chart}", "SI-SDR, PESQ-WB and STOI per input-SNR "
+                             "bucket (input, model, best classical, anchors)", 900))
     kinds = t.by_kind["noise_kind"].nunique()
     if kinds > 1 or (kinds == 1 and t.by_kind["noise_kind"].iloc[0] != "all"):
         parts.append("<details open><summary>Per noise kind (mean over its test frames)"

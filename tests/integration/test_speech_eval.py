@@ -80,7 +80,7 @@ def test_speech_tables_and_metrics(repo):
     assert "mean over noise kinds" in m["speech.headline_rule"]
     best = m["best_classical"]
     assert m["speech.model_minus_best_classical.si_sdr_db"] == pytest.approx(
-        head.at["model", "si_sdr_db"] - head.at[best if best != "identity" else "input",
+        head.at["model", "si_sdr_db"] - head.at["input" if best == "identity" else best,
                                                 "si_sdr_db"], abs=2e-3)
     key = json.loads((out / "key_metrics.json").read_text())
     assert {"speech.model.pesq", "speech.model.stoi", "speech.model.si_sdr_db"} <= set(key)
@@ -104,6 +104,8 @@ def test_report_shows_speech_tables_with_anchors(repo):
     page = (repo / "reports" / "index.html").read_text()
     assert "Speech metrics" in page and "deepfilternet3" in page and "anchor" in page
     assert "Per noise kind" in page and "kind-babble-model.wav" in page
+    assert f"{NAME}-speech.png" in page
+    assert (repo / "reports" / "report" / f"{NAME}-speech.png").is_file()
 
 
 def test_score_cli_speech_columns_and_errors(tmp_path):

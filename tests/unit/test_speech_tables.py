@@ -182,3 +182,11 @@ def test_metrics_default_is_snr_and_si_sdr_and_bad_values_name_the_key():
     low = _exp(sample_rate=1000, frame_length=100, metrics=["stoi"])
     with pytest.raises(ParamsError, match="metrics: stoi need speech audio"):
         parse_params({"base": {"seed": 1}, "experiments": {"e": low}})
+
+
+def test_one_listening_frame_per_kind_nearest_5_db_first_of_equals():
+    from pipeline.evaluation.listening import kind_example_frames
+
+    kinds = np.array(["hum", "babble", "hum", "hum", "babble", "white"])
+    buckets = np.array([0.0, np.nan, 5.0, 5.0, 10.0, np.nan])
+    assert kind_example_frames(kinds, buckets) == {"babble": 4, "hum": 2, "white": 5}
