@@ -150,14 +150,45 @@ def enhance(
               f"{stats.get('realtime_factor', 0):.0f}x real time")
 
 
+SPEECH_MIN_SECONDS = 0.25  # PESQ scores no shorter clip
+
+
+def _speech_scores(e, r, rate: int, path: Path) -> tuple[str, str]:
+    """PESQ-WB and STOI cells of one estimate (both resample to their own rates themselves)."""
+    import warnings
+
+    from pesq import PesqError
+
+    from pipeline.dsp.speech_metrics import pesq_wb, stoi
+    from pipeline.io.audio import AudioError
+
+    if len(r) < SPEECH_MIN_SECONDS * rate:
+        raise AudioError(f"{path}: {len(r) / rate:.3f} s is too short for PESQ-WB/STOI (needs "
+                         f">= {SPEECH_MIN_SECONDS} s); pass --no-speech for SNR/SI-SDR/LSD only")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            p = pesq_wb(e, r, rate)
+        except PesqError as exc:
+            raise AudioError(f"{path}: PESQ-WB cannot score it ({type(exc).__name__}: {exc}); "
+                             "pass --no-speech") from None
+        q = stoi(e, r, rate)
+    for w in caught:
+        err.print(f"warning: {w.message}", highlight=False)
+    return tuple("–" if v != v else f"{v:{fmt}}" for v, fmt in ((p, ".3f"), (q, ".3f")))
+
+
 @app.command()
 @friendly
 def score(
     clean: Annotated[Path, typer.Option("--clean", help="reference file")],
     estimate: Annotated[Path, typer.Option("--estimate", help="file to score")],
     degraded: Annotated[Path | None, typer.Option(help="optional degraded input, for gains")] = None,
+    speech: Annotated[bool, typer.Option(
+        help="also PESQ-WB (at 16 kHz) and STOI: speech metrics, clips of >= 0.25 s")] = True,
 ) -> None:
-    """Print SNR, SI-SDR and LSD of an estimate against its clean reference."""
+    """Print SNR, SI-SDR, LSD (lower is better) and, for speech, PESQ-WB and STOI of an estimate
+    against its clean reference (mono mixes; the estimate is resampled to the reference's rate)."""
     import numpy as np
 
     from pipeline.dsp.metrics import lsd, si_sdr_db, snr_db
@@ -165,8 +196,11 @@ def score(
 
     ref, rate, _ = read_audio(clean)
     ref = to_mono(ref)
-    table = Table(title=f"score vs {clean}")
-    for col in ("file", "SNR dB", "SI-SDR dB", "LSD"):
+    if not np.any(ref):
+        raise AudioError(f"{clean}: the reference is silent; nothing to score against")
+    table = Table(title=f"score vs {clean} ({rate} Hz, {len(ref) / rate:.2f} s)")
+    cols = ["file", "SNR dB", "SI-SDR dB", "LSD"] + (["PESQ-WB", "STOI"] if speech else [])
+    for col in cols:
         table.add_column(col)
     for label, path in (("estimate", estimate), ("degraded", degraded)):
         if path is None:
@@ -180,8 +214,10 @@ def score(
         n = min(len(est), len(ref))
         e, r = est[None, :n].astype(np.float32), ref[None, :n].astype(np.float32)
         n_fft = min(2048, n)
-        table.add_row(f"{label} ({path.name})", f"{snr_db(e, r)[0]:.2f}", f"{si_sdr_db(e, r)[0]:.2f}",
-                      f"{lsd(e, r, n_fft)[0]:.3f}")
+        cells = [f"{snr_db(e, r)[0]:.2f}", f"{si_sdr_db(e, r)[0]:.2f}", f"{lsd(e, r, n_fft)[0]:.3f}"]
+        if speech:
+            cells += _speech_scores(e[0], r[0], rate, path)
+        table.add_row(f"{label} ({path.name})", *cells)
     out.print(table)
 
 

@@ -14,6 +14,7 @@ records below; ``dvc.yaml`` names the same files (a test checks its outs against
     reports/E/tune/          trials.csv and plots of the study
     reports/E/metrics.json   Metrics: test-split figures of the model, baselines and bounds
     reports/E/{key_metrics.json,methods.csv,gain_by_snr.csv,figures/,audio/}
+    reports/E/scores_{by_frame,by_kind,by_snr,headline}.csv  per-frame metrics and their tables
     reports/E/anchors.{csv,json,md}  outside denoisers on the test split (benchmarks/anchors_split.py)
     reports/{summary.csv,summary.md,index.html,report/}
     data/corpus/             the real-speech corpus (CorpusPaths); .cache/debian/ its .debs
@@ -109,6 +110,23 @@ class ExperimentPaths:
     @property
     def gain_by_snr(self) -> Path:
         return self.reports / "gain_by_snr.csv"
+
+    @property
+    def scores_by_frame(self) -> Path:
+        """Every method's per-frame metrics, with the frame's noise kind and SNR bucket."""
+        return self.reports / "scores_by_frame.csv"
+
+    @property
+    def scores_by_kind(self) -> Path:
+        return self.reports / "scores_by_kind.csv"
+
+    @property
+    def scores_by_snr(self) -> Path:
+        return self.reports / "scores_by_snr.csv"
+
+    @property
+    def scores_headline(self) -> Path:
+        return self.reports / "scores_headline.csv"
 
     @property
     def anchors_csv(self) -> Path:
@@ -212,7 +230,8 @@ STAGE_OUTS: dict[str, tuple[str, ...]] = {
     "generate": ("data",),
     "tune": ("best_params", "tune_dir"),
     "train": ("model", "meta", "history"),
-    "evaluate": ("figures", "audio", "methods", "metrics", "key_metrics", "gain_by_snr"),
+    "evaluate": ("figures", "audio", "methods", "metrics", "key_metrics", "gain_by_snr",
+                 "scores_by_frame", "scores_by_kind", "scores_by_snr", "scores_headline"),
     "anchors": ("anchors_csv", "anchors_json", "anchors_md"),
     "summary": ("summary_csv", "summary_md"),
     "report": ("index_html", "report_assets"),

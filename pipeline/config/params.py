@@ -20,6 +20,14 @@ class Sizes(Strict):
     test: int = Field(ge=1, le=10_000_000)
 
 
+# What evaluate scores per test frame (`experiments.E.metrics`): snr and si_sdr always fit;
+# pesq (PESQ-WB) and stoi are speech metrics on whole frames resampled to 16 kHz; lsd is the
+# log-spectral distance (lower is better), bandwidth's figure.
+MetricName = Literal["snr", "si_sdr", "pesq", "stoi", "lsd"]
+SPEECH_METRICS = ("pesq", "stoi")
+SPEECH_MIN_RATE = 8000  # below it a frame has no speech band to score
+
+
 class Experiment(Strict):
     sample_rate: int = Field(ge=100, le=192_000)
     frame_length: int = Field(ge=8, le=65_536)
@@ -28,9 +36,24 @@ class Experiment(Strict):
     degradation: Degradation
     model: ModelCfg = UnetCfg()
     train: TrainCfg = TrainCfg()
+    metrics: list[MetricName] = ["snr", "si_sdr"]
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("metrics: list at least one of snr, si_sdr, pesq, stoi, lsd")
+        dup = sorted({m for m in v if v.count(m) > 1})
+        if dup:
+            raise ValueError(f"metrics: {', '.join(dup)} listed twice")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Experiment:
+        speech = [m for m in self.metrics if m in SPEECH_METRICS]
+        if speech and self.sample_rate < SPEECH_MIN_RATE:
+            raise ValueError(f"metrics: {', '.join(speech)} need speech audio, sample_rate >= "
+                             f"{SPEECH_MIN_RATE} (this experiment has {self.sample_rate})")
         d = self.degradation
         if isinstance(d, (QuantizeDeg, BandwidthDeg)) and d.factor >= self.frame_length:
             raise ValueError(f"degradation.factor ({d.factor}) must be < frame_length")

@@ -14,11 +14,14 @@ import numpy as np
 __all__ = [
     "SNR_BUCKETS",
     "SNR_BUCKET_LABELS",
+    "SNR_CAP_DB",
+    "SPEECH_SNR_CENTRES",
     "aggregate_snr_db",
     "lsd",
     "si_sdr_db",
     "snr_bucket",
     "snr_db",
+    "speech_snr_bucket",
     "summarize",
 ]
 
@@ -26,6 +29,12 @@ __all__ = [
 # interior edge belongs to the bucket on its right (left-closed intervals).
 SNR_BUCKETS: tuple[float, ...] = (-np.inf, 0.0, 10.0, 20.0, np.inf)
 SNR_BUCKET_LABELS: tuple[str, ...] = ("<0", "0-10", "10-20", ">20")
+
+SNR_CAP_DB = 100.0  # evaluation's cap of every dB figure (the functions' default)
+
+# Speech tables group frames in 5 dB buckets centred on these input SNRs: [c - 2.5, c + 2.5).
+SPEECH_SNR_CENTRES: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0)
+SPEECH_SNR_WIDTH = 5.0
 
 _LOG_POWER_FLOOR = 1e-10
 
@@ -161,3 +170,15 @@ def snr_bucket(input_snr_db) -> np.ndarray:
         raise ValueError("input SNR contains NaN")
     idx = np.searchsorted(np.asarray(SNR_BUCKETS[1:-1]), x, side="right")
     return np.asarray(SNR_BUCKET_LABELS)[idx]
+
+
+def speech_snr_bucket(snr) -> np.ndarray:
+    """The centre of each SNR's 5 dB bucket in ``SPEECH_SNR_CENTRES`` (left-closed: -2.5 dB is
+    in the 0 dB bucket); NaN outside [-7.5, 22.5) and for NaN input (no bucket, not an error)."""
+    x = np.asarray(snr, dtype=np.float64)
+    centres = np.asarray(SPEECH_SNR_CENTRES)
+    half = SPEECH_SNR_WIDTH / 2
+    with np.errstate(invalid="ignore"):
+        k = np.floor((x - (centres[0] - half)) / SPEECH_SNR_WIDTH)
+        inside = (k >= 0) & (k < len(centres))
+    return np.where(inside, centres[0] + SPEECH_SNR_WIDTH * np.where(inside, k, 0), np.nan)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Experiment
-from pipeline.dsp.metrics import snr_db
+from pipeline.dsp.metrics import si_sdr_db, snr_db
 from pipeline.evaluation.scoring import SNR_CAP_DB, Scored, Split, clean_json, rounded
 
 AUDIO_EXAMPLES = 3  # listening examples per experiment: low, middle and high input SNR
@@ -85,3 +85,51 @@ def write_listening_examples(folder: Path, exp: Experiment, test: Split, s: Scor
     return {**record, "examples": examples}
 
 
+
+
+KIND_EXAMPLE_SNR_DB = 5.0  # per noise kind, the test frame whose input SNR bucket is nearest
+
+
+def kind_example_frames(kinds: np.ndarray, bucket_db: np.ndarray) -> dict[str, int]:
+    """One test frame per noise kind (sorted by name): the first frame of the kind whose SNR
+    bucket is nearest KIND_EXAMPLE_SNR_DB (frames without a bucket only if nothing else)."""
+    out = {}
+    dist = np.abs(np.asarray(bucket_db, dtype=np.float64) - KIND_EXAMPLE_SNR_DB)
+    dist = np.where(np.isnan(dist), np.inf, dist)
+    for kind in sorted(set(map(str, kinds))):
+        idx = np.flatnonzero(np.asarray(kinds).astype(str) == kind)
+        out[kind] = int(idx[np.argmin(dist[idx])])  # argmin: the first of equals
+    return out
+
+
+def write_kind_examples(folder: Path, exp: Experiment, test: Split, s: Scored,
+                        kinds: np.ndarray, bucket_db: np.ndarray) -> dict[str, Any]:
+    """One whole test frame per noise kind (clean, noisy, model, best classical) as WAVs in
+    `folder`, described by noise_kinds.json; each example's versions share one gain."""
+    from pipeline.io.audio import write_audio_atomic
+
+    sr = exp.sample_rate
+    fade = min(exp.frame_length // 4, max(1, round(FADE_S * sr)))
+    versions = {"clean": test.clean, "degraded": test.degraded,
+                "model": s.results["model"]["estimate"],
+                "best_classical": s.results[s.best]["estimate"]}
+    examples = []
+    for kind, j in kind_example_frames(kinds, bucket_db).items():
+        native = {k: _join(v[j:j + 1], fade) for k, v in versions.items()}
+        peak = max(float(np.max(np.abs(x))) for x in native.values())
+        gain = AUDIO_PEAK / peak if peak > 0 else 1.0
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in kind)
+        files = {k: f"kind-{safe}-{k}.wav" for k in native}
+        for k, x in native.items():
+            write_audio_atomic(folder / files[k], x * gain, sr, "PCM_16")
+        ref = native["clean"][None]
+        examples.append({
+            "noise_kind": kind, "frame": j, "seconds": len(ref[0]) / sr,
+            "snr_bucket_db": rounded(float(bucket_db[j])) if np.isfinite(bucket_db[j]) else None,
+            "si_sdr_db": {k: rounded(float(si_sdr_db(native[k][None], ref, cap=SNR_CAP_DB)[0]), 2)
+                          for k in ("degraded", "model", "best_classical")},
+            "gain": rounded(gain), "files": files,
+        })
+    record = {"sample_rate": sr, "best_classical": s.best, "examples": examples}
+    (folder / "noise_kinds.json").write_text(json.dumps(clean_json(record), indent=2) + "\n")
+    return record

@@ -22,6 +22,7 @@ from pipeline.dsp import baselines as bl
 from pipeline.dsp import oracles
 from pipeline.dsp.metrics import (
     SNR_BUCKET_LABELS,
+    SNR_CAP_DB,
     aggregate_snr_db,
     lsd,
     si_sdr_db,
@@ -32,7 +33,6 @@ from pipeline.dsp.metrics import (
 
 MAX_FIT_FRAMES = 4000  # train frames given to baselines: a few knobs need no more
 LSD_MAX_FFT = 2048  # audio frames (>= 2048 samples) use 2048-point windows; shorter: one window
-SNR_CAP_DB = 100.0
 BUCKET_CENTRES = {"<0": -5.0, "0-10": 5.0, "10-20": 15.0, ">20": 25.0}
 SELECTION = "val_mean_snr_gain_db"  # how best_classical is chosen (documented in metrics.json)
 IDEAL_MASK_FACT = ("ideal_mask: the phase-sensitive ideal real STFT mask, computed from the "
@@ -245,7 +245,10 @@ def clean_json(v: Any) -> Any:
 
 # The few numbers a person compares across runs: DVC's declared metrics (`dvc exp show`).
 KEY_METRICS = ("model_gain_db", "best_classical_gain_db", "model_minus_best_classical_db",
-               "model_snr_median_db", "oracle_gain_db", "bound_gain_db")
+               "model_snr_median_db", "oracle_gain_db", "bound_gain_db",
+               # experiments with speech metrics (pipeline.evaluation.speech's headline)
+               "speech.model.si_sdr_db", "speech.model.pesq", "speech.model.stoi",
+               "speech.model.lsd")
 
 
 def key_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

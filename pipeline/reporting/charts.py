@@ -70,6 +70,37 @@ def _training_chart(path: Path, e: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+SPEECH_PANELS = (("si_sdr_db", "SI-SDR (dB)"), ("pesq", "PESQ-WB"), ("stoi", "STOI"))
+
+
+def _speech_chart(path: Path, e: dict[str, Any]) -> bool:
+    """SI-SDR / PESQ-WB / STOI per input-SNR bucket: input, model, best classical, anchors."""
+    t = e["speech"].by_snr
+    panels = [(c, label) for c, label in SPEECH_PANELS if c in t and t[c].notna().any()]
+    best = e["metrics"].get("best_classical")
+    shown = ["input", "model", "input" if best == "identity" else best,
+             *(e.get("anchor_methods") or [])]
+    shown = [m for m in dict.fromkeys(shown) if m in set(t["method"])]
+    if not panels or not shown:
+        return False
+    plt = _style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), squeeze=False)
+    for ax, (col, label) in zip(axes[0], panels, strict=True):
+        for m in shown:
+            rows = t[t["method"] == m].sort_values("snr_bucket_db")
+            if rows[col].notna().any():
+                ax.plot(rows["snr_bucket_db"], rows[col], marker="o", ms=3,
+                        label=f"{m} (best classical)" if m == best else m)
+        ax.set_xlabel("input SNR bucket (dB)")
+        ax.set_ylabel(label)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{e['name']}: speech metrics per input-SNR bucket", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
 def make_figures(assets: Path, exps: list[dict[str, Any]]) -> dict[str, str]:
     """Draw this stage's own figures into `assets`; returns {key: file name}."""
     made = {"summary": "summary.png"}
@@ -79,6 +110,8 @@ def make_figures(assets: Path, exps: list[dict[str, Any]]) -> dict[str, str]:
         if h is not None and "epoch" in h and len(h):
             made[f"{e['name']}/training"] = f"{e['name']}-training.png"
             _training_chart(assets / made[f"{e['name']}/training"], e)
+        if e.get("speech") is not None and _speech_chart(assets / f"{e['name']}-speech.png", e):
+            made[f"{e['name']}/speech"] = f"{e['name']}-speech.png"
     return made
 
 

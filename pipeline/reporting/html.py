@@ -215,6 +215,9 @@ def _experiment_section(e: dict[str, Any], made: dict[str, str], uri: str | None
                  "classical, highlighted)</summary>"
                  + _table(shown, {"method", "kind"}, lambda i: "best" if best[i] else "")
                  + "</details>")
+    from pipeline.reporting.speech import speech_section  # it uses this module's helpers
+
+    s.append(speech_section(e, made))
     s.append("<h3>Waveforms and spectrograms</h3>")
     for key, caption in (("examples", "test frames: clean, degraded, model, best classical"),
                          ("spectrograms", "spectrograms before/after (listening example)")):

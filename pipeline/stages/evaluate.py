@@ -10,6 +10,9 @@ Outputs of ``reports/E/`` (see pipeline/layout.py)::
     key_metrics.json  the headline numbers `dvc exp show` compares
     methods.csv       one row per method: SNR/SI-SDR/LSD stats on test, val gain of baselines
     gain_by_snr.csv   mean SNR gain per input-SNR bucket (x: input_snr_db) for `dvc plots`
+    scores_by_frame.csv  every method's per-frame metrics (experiments.E.metrics), with the
+                      frame's noise_kind and 5 dB snr_bucket_db (pipeline.evaluation.speech)
+    scores_by_kind.csv, scores_by_snr.csv, scores_headline.csv  their means and gains
     figures/          examples.png, gain_vs_snr.png, spectrograms.png (+ gain_by_frequency)
     audio/            listening examples: examples.json + 16-bit WAVs
 """
@@ -30,8 +33,9 @@ import pandas as pd
 from pipeline import tracking
 from pipeline.config.resolve import Resolved
 from pipeline.evaluation.figures import write_figures, write_spectrograms
-from pipeline.evaluation.listening import write_listening_examples
+from pipeline.evaluation.listening import write_kind_examples, write_listening_examples
 from pipeline.evaluation.scoring import (
+    LSD_MAX_FFT,
     MAX_FIT_FRAMES,
     Scored,
     Split,
@@ -39,7 +43,17 @@ from pipeline.evaluation.scoring import (
     gain_tables,
     headline_metrics,
     key_metrics,
+    rounded,
     score_methods,
+)
+from pipeline.evaluation.speech import conditions, frame_scores
+from pipeline.evaluation.speech_tables import (
+    ALL_KINDS,
+    HEADLINE_BUCKETS,
+    INPUT,
+    SpeechTables,
+    headline_numbers,
+    speech_tables,
 )
 from pipeline.io.atomic import replace_dir
 from pipeline.layout import SPLITS, DataError, Metrics, ModelMeta, load_split, read_digest
@@ -87,16 +101,49 @@ def load_splits(r: Resolved) -> tuple[Split, Split, Split]:
     return train, val, test
 
 
-def test_frequencies(r: Resolved, n_test: int) -> np.ndarray | None:
-    """Each test frame's sine frequency (cycles per frame) from the manifest; sines only."""
-    if r.exp.signal.family != "sine" or not r.paths.manifest.is_file():
+def test_manifest(r: Resolved, n_test: int) -> pd.DataFrame | None:
+    """The manifest's test rows in frame order (None without a manifest)."""
+    if not r.paths.manifest.is_file():
         return None
     man = pd.read_csv(r.paths.manifest)
-    man = man[man["split"] == "test"].sort_values("index")
-    if len(man) != n_test:
+    man = man[man["split"] == "test"].sort_values("index").reset_index(drop=True)
+    if len(man) != n_test or not np.array_equal(man["index"].to_numpy(), np.arange(n_test)):
         raise DataError(f"{r.paths.manifest}: {len(man)} test rows for {n_test} frames; "
                         f"run `dvc repro generate@{r.name}`")
+    return man
+
+
+def test_frequencies(r: Resolved, man: pd.DataFrame | None) -> np.ndarray | None:
+    """Each test frame's sine frequency (cycles per frame) from the manifest; sines only."""
+    if r.exp.signal.family != "sine" or man is None:
+        return None
     return man["f"].to_numpy()
+
+
+def speech_scores(r: Resolved, s: Scored, test: Split, man: pd.DataFrame | None
+                  ) -> tuple[pd.DataFrame, SpeechTables]:
+    """Every method's per-frame metrics with each frame's conditions, and their tables. The
+    input stands for `identity` (the same figures); denoising headlines use 0/5/10 dB."""
+    exp = r.exp
+    methods = {INPUT: test.degraded, **{k: v["estimate"] for k, v in s.results.items()
+                                        if k != "identity"}}
+    cond = conditions(man, test.snr)
+    frames = frame_scores(methods, test.clean, exp.sample_rate, exp.metrics,
+                          min(LSD_MAX_FFT, exp.frame_length))
+    noisy = exp.degradation.kind in ("noise", "speech_noise")
+    tables = speech_tables(frames, cond, HEADLINE_BUCKETS if noisy else None)
+    joined = frames.merge(cond, on="index", how="left", validate="many_to_one")  # frames' order
+    lead = ["index", "noise_kind", "snr_bucket_db", "method"]
+    return joined[lead + [c for c in joined.columns if c not in lead]], tables
+
+
+def speech_metrics(r: Resolved, s: Scored, tables: SpeechTables) -> dict[str, Any]:
+    """metrics.json's speech.* figures: only for experiments that ask for more than
+    snr/si_sdr, so the other experiments' metrics.json stay as they were."""
+    if set(r.exp.metrics) <= {"snr", "si_sdr"}:
+        return {}
+    return {k: v if isinstance(v, str) else rounded(v)
+            for k, v in headline_numbers(tables, s.best).items()}
 
 
 def predict(model_path: Path, degraded: np.ndarray) -> tuple[np.ndarray, int]:
@@ -192,12 +239,21 @@ def _write_json(path: Path, record: dict[str, Any], schema: type[Metrics] | None
 
 
 def write_artifacts(stage: Path, r: Resolved, s: Scored, test: Split,
-                    f_test: np.ndarray | None) -> None:
+                    f_test: np.ndarray | None, frames: pd.DataFrame, tables: SpeechTables
+                    ) -> None:
     """Figures, listening examples and the tables, into the staging folder."""
     (stage / "figures").mkdir()
     buckets, by_f = gain_tables(r.exp, s, test, f_test)
     write_figures(stage / "figures", r.exp, test, s, buckets, by_f)
     examples = write_listening_examples(stage / "audio", r.exp, test, s)
+    first = frames[frames["method"] == INPUT]
+    if (first["noise_kind"] != ALL_KINDS).any():
+        write_kind_examples(stage / "audio", r.exp, test, s, first["noise_kind"].to_numpy(),
+                            first["snr_bucket_db"].to_numpy())
+    p = r.paths
+    for path, table in ((p.scores_by_frame, frames), (p.scores_by_kind, tables.by_kind),
+                        (p.scores_by_snr, tables.by_snr), (p.scores_headline, tables.headline)):
+        table.to_csv(stage / path.name, index=False, float_format="%.6g")
     write_spectrograms(stage / "figures" / "spectrograms.png", r.exp, examples, s.best)
     s.methods.to_csv(stage / r.paths.methods.name, index=False, float_format="%.6g")
     buckets.to_csv(stage / r.paths.gain_by_snr.name, index=False, float_format="%.6g")
@@ -211,7 +267,8 @@ def publish(stage: Path, r: Resolved) -> None:
     p = r.paths
     replace_dir(stage / p.figures.name, p.figures)
     replace_dir(stage / p.audio.name, p.audio)
-    for path in (p.methods, p.gain_by_snr, p.key_metrics, p.metrics):  # metrics.json last:
+    for path in (p.methods, p.gain_by_snr, p.scores_by_frame, p.scores_by_kind, p.scores_by_snr,
+                 p.scores_headline, p.key_metrics, p.metrics):  # metrics.json last:
         os.replace(stage / path.name, path)  # its presence means the rest is complete
 
 
@@ -220,12 +277,15 @@ def evaluate_experiment(r: Resolved) -> dict[str, Any]:
     digest, meta = check_inputs(r)
     tracker = tracking.setup(r.tracking, r.paths.root)  # a required backend that is down fails
     train, val, test = load_splits(r)                   # here, before the work
-    f_test = test_frequencies(r, len(test.clean))
+    man = test_manifest(r, len(test.clean))
+    f_test = test_frequencies(r, man)
     estimate, n_bad = predict(r.paths.model, test.degraded)
     scored = score_methods(r.exp, train, val, test, estimate)
+    frames, tables = speech_scores(r, scored, test, man)
     metrics: dict[str, Any] = {
         "experiment": r.name,
         **headline_metrics(r.exp, scored, train, val, test, n_bad),
+        **speech_metrics(r, scored, tables),
         "data_digest": digest,
         "model_data_digest": meta.data_digest if meta else None,
         "train_run_id": meta.mlflow_run_id if meta else None,
@@ -235,7 +295,7 @@ def evaluate_experiment(r: Resolved) -> dict[str, Any]:
     r.paths.reports.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".evaluate.", dir=r.paths.reports) as tmp:
         stage = Path(tmp)
-        write_artifacts(stage, r, scored, test, f_test)
+        write_artifacts(stage, r, scored, test, f_test, frames, tables)
         metrics["mlflow_run_id"] = log_run(tracker, r, stage, metrics, scored.methods, test,
                                            meta.mlflow_model_id if meta else None)
         _write_json(stage / r.paths.key_metrics.name, key_metrics(metrics))

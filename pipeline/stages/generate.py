@@ -108,7 +108,7 @@ def compute(r: Resolved) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
 
 
 def record(r: Resolved, arrays: dict[str, np.ndarray]) -> DataDigest:
-    config = r.exp.model_dump(mode="json", exclude={"model", "train"})
+    config = r.exp.model_dump(mode="json", exclude={"model", "train", "metrics"})
     return DataDigest(experiment=r.name,
                       digest=digest_arrays(arrays, json.dumps(config, sort_keys=True))[:16],
                       seed=r.base_seed, frame_length=r.exp.frame_length,

@@ -22,8 +22,9 @@ import pandas as pd
 import yaml
 
 from pipeline.config import Params
+from pipeline.evaluation.speech_tables import HEADLINE_BUCKETS, HEADLINE_RULE, SpeechTables, join_anchors
 from pipeline.io.atomic import atomic_dir, atomic_write_text
-from pipeline.layout import BestParams, DataError, RepoPaths
+from pipeline.layout import BestParams, DataError, ExperimentPaths, RepoPaths
 from pipeline.reporting.charts import make_figures
 from pipeline.reporting.html import TUNE_PLOTS, render
 
@@ -50,6 +51,26 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 
 # ----------------------------------------------------------------------------- inputs
+def _speech(p: ExperimentPaths, metrics: dict[str, Any]) -> tuple[SpeechTables | None, list[str]]:
+    """The speech tables over evaluate's per-frame scores joined with the anchors' per-clip
+    rows when reports/E/anchors.csv exists; None for experiments without speech metrics."""
+    rule = metrics.get("speech.headline_rule")
+    frames = _read_csv(p.scores_by_frame) if rule else None
+    if frames is None:
+        return None, []
+    anchors = _read_csv(p.anchors_csv)
+    cond = frames[["index", "noise_kind", "snr_bucket_db"]].drop_duplicates("index")
+    scores = frames.drop(columns=["noise_kind", "snr_bucket_db"])
+    try:
+        tables = join_anchors(scores, cond, anchors,
+                              HEADLINE_BUCKETS if rule == HEADLINE_RULE else None)
+    except (ValueError, KeyError) as err:
+        raise DataError(f"{p.anchors_csv}: cannot join the anchors' rows ({err}); re-run the "
+                        "anchors tool on this experiment's test frames") from err
+    names = [] if anchors is None else list(dict.fromkeys(anchors["method"].astype(str)))
+    return tables, names
+
+
 def _experiment(params: Params, name: str, repo: RepoPaths) -> dict[str, Any] | None:
     """Everything the page shows of one experiment; None if it has not been evaluated."""
     p = repo.experiment(name)
@@ -59,7 +80,11 @@ def _experiment(params: Params, name: str, repo: RepoPaths) -> dict[str, Any] | 
                     p.metrics, name)
         return None
     digest_file = _read_json(p.digest) or {}
+    speech, anchor_methods = _speech(p, metrics)
     return {
+        "speech": speech,
+        "anchor_methods": anchor_methods,
+        "kind_audio": _read_json(p.audio / "noise_kinds.json"),
         "name": name,
         "exp": params.experiment(name),
         "metrics": metrics,
