@@ -14,7 +14,7 @@ records below; ``dvc.yaml`` names the same files (a test checks its outs against
     reports/E/tune/          trials.csv and plots of the study
     reports/E/metrics.json   Metrics: test-split figures of the model, baselines and bounds
     reports/E/{key_metrics.json,methods.csv,gain_by_snr.csv,figures/,audio/}
-    reports/E/scores_{by_frame,by_kind,by_snr,headline}.csv  per-frame metrics and their tables
+    reports/E/scores_{by_frame,by_kind,by_snr,headline,by_package}.csv  per-frame metrics and their tables
     reports/E/anchors.{csv,json,md}  outside denoisers on the test split (benchmarks/anchors_split.py)
     reports/{summary.csv,summary.md,index.html,report/}
     data/corpus/             the real-speech corpus (CorpusPaths); .cache/debian/ its .debs
@@ -129,6 +129,11 @@ class ExperimentPaths:
         return self.reports / "scores_headline.csv"
 
     @property
+    def scores_by_package(self) -> Path:
+        """The headline per source package of the test speech."""
+        return self.reports / "scores_by_package.csv"
+
+    @property
     def anchors_csv(self) -> Path:
         return self.reports / "anchors.csv"
 
@@ -231,7 +236,8 @@ STAGE_OUTS: dict[str, tuple[str, ...]] = {
     "tune": ("best_params", "tune_dir"),
     "train": ("model", "meta", "history"),
     "evaluate": ("figures", "audio", "methods", "metrics", "key_metrics", "gain_by_snr",
-                 "scores_by_frame", "scores_by_kind", "scores_by_snr", "scores_headline"),
+                 "scores_by_frame", "scores_by_kind", "scores_by_snr", "scores_headline",
+                 "scores_by_package"),
     "anchors": ("anchors_csv", "anchors_json", "anchors_md"),
     "summary": ("summary_csv", "summary_md"),
     "report": ("index_html", "report_assets"),

@@ -28,6 +28,7 @@ import pandas as pd
 from pipeline.dsp.metrics import SNR_CAP_DB, lsd, si_sdr_db, snr_db, speech_snr_bucket
 from pipeline.evaluation.speech_tables import (
     ALL_KINDS,
+    ALL_SOURCES,
     COLUMNS,
     HEADLINE_BUCKETS,
     SpeechTables,
@@ -116,8 +117,9 @@ def conditions(manifest: pd.DataFrame | None, input_snr: np.ndarray) -> pd.DataF
     kind = man["noise_kind"].astype(str) if "noise_kind" in man else ALL_KINDS
     source = next((c for c in ("snr_db", "input_snr_db") if c in man), None)
     snr = man[source].to_numpy(np.float64) if source else np.asarray(input_snr, np.float64)
+    package = man["package"].astype(str) if "package" in man else ALL_SOURCES
     return pd.DataFrame({"index": np.arange(n), "noise_kind": kind,
-                         "snr_bucket_db": speech_snr_bucket(snr)})
+                         "snr_bucket_db": speech_snr_bucket(snr), "package": package})
 
 
 def anchor_tables(anchors: pd.DataFrame, manifest: pd.DataFrame,

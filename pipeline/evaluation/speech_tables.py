@@ -19,7 +19,8 @@ ALL_KINDS = "all"  # noise_kind of every frame when the manifest has no such col
 HEADLINE_BUCKETS = (0.0, 5.0, 10.0)
 HEADLINE_RULE = "mean over noise kinds of the mean over the 0/5/10 dB input-SNR buckets"
 PLAIN_RULE = "mean over test frames"
-CONDITION_COLUMNS = ("index", "noise_kind", "snr_bucket_db")
+CONDITION_COLUMNS = ("index", "noise_kind", "snr_bucket_db", "package")
+ALL_SOURCES = "all"  # package of every frame when the manifest has no such column
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class SpeechTables:
     by_snr: pd.DataFrame  # snr_bucket_db, method, n, ...
     headline: pd.DataFrame  # method, n, ... (rule: HEADLINE_RULE or PLAIN_RULE)
     rule: str
+    # package, method, n, ...: the headline rule within each source of the test speech (the
+    # corpus' game voices are processed recordings, its spoken letters studio speech)
+    by_package: pd.DataFrame | None = None
 
 
 # ----------------------------------------------------------------------------- tables
@@ -87,24 +91,35 @@ def speech_tables(scores: pd.DataFrame, cond: pd.DataFrame,
     order = list(dict.fromkeys([INPUT, *scores["method"].astype(str)]))
     order = order if (scores["method"] == INPUT).any() else order[1:]
     t = _ordered(_with_gains(scores), order)
+    if "package" not in cond:
+        cond = cond.assign(package=ALL_SOURCES)
     t = t.merge(cond[list(CONDITION_COLUMNS)], on="index", how="inner", validate="many_to_one")
     vals = _value_columns(t)
     by_kind = _grouped(t, ["noise_kind", "method"])
     by_snr = _grouped(t.dropna(subset=["snr_bucket_db"]), ["snr_bucket_db", "method"])
+    headline, rule = _headline(t, headline_buckets, vals)
+    by_package = pd.concat([_headline(g, headline_buckets, vals)[0].assign(package=pkg)
+                            for pkg, g in t.groupby("package", sort=True)], ignore_index=True)
+    by_package = by_package[["package", *[c for c in by_package if c != "package"]]]
+    return SpeechTables(*(_unordered(x) for x in (by_kind, by_snr, headline)), rule=rule,
+                        by_package=_unordered(by_package))
+
+
+def _headline(t: pd.DataFrame, headline_buckets: Sequence[float] | None,
+              vals: list[str]) -> tuple[pd.DataFrame, str]:
+    """Per method: the mean over kinds of the mean over `headline_buckets` of the (kind,
+    bucket) cells' frame means (empty cells skipped), or with None the mean over all frames."""
     if headline_buckets is None:
-        headline, rule = _grouped(t, ["method"]), PLAIN_RULE
-    else:
-        sel = t[t["snr_bucket_db"].isin(list(headline_buckets))]
-        cells = _grouped(sel, ["noise_kind", "snr_bucket_db", "method"])
-        kinds = cells.groupby(["noise_kind", "method"], observed=True)
-        per_kind = kinds[vals].mean()
-        per_kind["n"] = kinds["n"].sum()
-        by_method = per_kind.groupby("method", observed=True)
-        headline = by_method[vals].mean()
-        headline.insert(0, "n", by_method["n"].sum())
-        headline = headline.reset_index()
-        rule = HEADLINE_RULE
-    return SpeechTables(*(_unordered(x) for x in (by_kind, by_snr, headline)), rule=rule)
+        return _grouped(t, ["method"]), PLAIN_RULE
+    sel = t[t["snr_bucket_db"].isin(list(headline_buckets))]
+    cells = _grouped(sel, ["noise_kind", "snr_bucket_db", "method"])
+    kinds = cells.groupby(["noise_kind", "method"], observed=True)
+    per_kind = kinds[vals].mean()
+    per_kind["n"] = kinds["n"].sum()
+    by_method = per_kind.groupby("method", observed=True)
+    headline = by_method[vals].mean()
+    headline.insert(0, "n", by_method["n"].sum())
+    return headline.reset_index(), HEADLINE_RULE
 
 
 ANCHOR_INPUT = "noisy"  # benchmarks/anchors_split.py's name for the unprocessed input

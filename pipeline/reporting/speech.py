@@ -116,5 +116,11 @@ def speech_section(e: dict[str, Any], made: dict[str, str] | None = None) -> str
     parts.append("<details open><summary>Per input-SNR bucket (5 dB wide, by centre)</summary>"
                  + "".join(_pivot(t.by_snr, "snr_bucket_db", c, lambda k: f"{k:+.0f} dB")
                            for c in SHOWN) + "</details>")
+    pk = t.by_package
+    if pk is not None and pk["package"].nunique() > 1:
+        parts.append("<details open><summary>Headline per source of the test speech (game voices "
+                     "are processed recordings: an anchor that also removes their effects "
+                     "scores lower against them)</summary>"
+                     + "".join(_pivot(pk, "package", c, str) for c in SHOWN) + "</details>")
     parts.append(_kind_audio(e))
     return "".join(parts)

@@ -252,7 +252,8 @@ def write_artifacts(stage: Path, r: Resolved, s: Scored, test: Split,
                             first["snr_bucket_db"].to_numpy())
     p = r.paths
     for path, table in ((p.scores_by_frame, frames), (p.scores_by_kind, tables.by_kind),
-                        (p.scores_by_snr, tables.by_snr), (p.scores_headline, tables.headline)):
+                        (p.scores_by_snr, tables.by_snr), (p.scores_headline, tables.headline),
+                        (p.scores_by_package, tables.by_package)):
         table.to_csv(stage / path.name, index=False, float_format="%.6g")
     write_spectrograms(stage / "figures" / "spectrograms.png", r.exp, examples, s.best)
     s.methods.to_csv(stage / r.paths.methods.name, index=False, float_format="%.6g")
@@ -268,7 +269,7 @@ def publish(stage: Path, r: Resolved) -> None:
     replace_dir(stage / p.figures.name, p.figures)
     replace_dir(stage / p.audio.name, p.audio)
     for path in (p.methods, p.gain_by_snr, p.scores_by_frame, p.scores_by_kind, p.scores_by_snr,
-                 p.scores_headline, p.key_metrics, p.metrics):  # metrics.json last:
+                 p.scores_headline, p.scores_by_package, p.key_metrics, p.metrics):  # metrics.json last:
         os.replace(stage / path.name, path)  # its presence means the rest is complete
 
 

@@ -22,7 +22,13 @@ import pandas as pd
 import yaml
 
 from pipeline.config import Params
-from pipeline.evaluation.speech_tables import HEADLINE_BUCKETS, HEADLINE_RULE, SpeechTables, join_anchors
+from pipeline.evaluation.speech_tables import (
+    CONDITION_COLUMNS,
+    HEADLINE_BUCKETS,
+    HEADLINE_RULE,
+    SpeechTables,
+    join_anchors,
+)
 from pipeline.io.atomic import atomic_dir, atomic_write_text
 from pipeline.layout import BestParams, DataError, ExperimentPaths, RepoPaths
 from pipeline.reporting.charts import make_figures
@@ -59,8 +65,9 @@ def _speech(p: ExperimentPaths, metrics: dict[str, Any]) -> tuple[SpeechTables |
     if frames is None:
         return None, []
     anchors = _read_csv(p.anchors_csv)
-    cond = frames[["index", "noise_kind", "snr_bucket_db"]].drop_duplicates("index")
-    scores = frames.drop(columns=["noise_kind", "snr_bucket_db"])
+    given = [c for c in CONDITION_COLUMNS if c in frames]
+    cond = frames[given].drop_duplicates("index")
+    scores = frames.drop(columns=[c for c in given if c != "index"])
     try:
         tables = join_anchors(scores, cond, anchors,
                               HEADLINE_BUCKETS if rule == HEADLINE_RULE else None)

@@ -95,6 +95,16 @@ def test_lsd_gain_is_positive_when_lsd_drops():
     assert nums["speech.model_minus_best_classical.lsd"] > 0  # positive: the model is better
 
 
+def test_the_headline_per_package_applies_the_same_rule_within_each_source():
+    cond = _cond(["hum", "hum", "babble", "babble"], [0, 5, 0, 10]).assign(
+        package=["a", "b", "a", "b"])
+    t = speech_tables(_scores({"input": [0.0, 2.0, 4.0, 6.0], "model": [1.0, 4.0, 7.0, 10.0]}),
+                      cond)
+    pk = t.by_package.set_index(["package", "method"])
+    assert pk.loc[("a", "model"), "si_sdr_db"] == pytest.approx((1.0 + 7.0) / 2)
+    assert pk.loc[("b", "model"), "si_sdr_db_gain"] == pytest.approx((2.0 + 4.0) / 2)
+
+
 def test_anchors_join_our_tables_with_gains_over_our_input():
     cond = _cond(["hum", "hum", "babble"], [0, 5, 10])
     ours = _scores({"input": [0.0, 2.0, 4.0], "model": [5.0, 7.0, 9.0]})
