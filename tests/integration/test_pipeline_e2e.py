@@ -44,12 +44,17 @@ def test_dvc_repro_end_to_end(make_repo, tmp_path):
     assert (repo / "reports/summary.md").is_file()
     bounds = {n: json.loads((repo / f"reports/{n}/metrics.json").read_text())["bound"] for n in names}
     assert bounds == {"seed-noise": None, "seed-quantize": None, "audio-noise": "ideal_mask",
-                      "audio-bandwidth": None}
+                      "audio-bandwidth": None, "speech-denoise": "ideal_mask",
+                      "speech-bandwidth": None}
     page = check_page(repo / "reports/index.html", tmp_path / "report.png")
-    assert len(page.audio) == 4 * len(names) * 3  # 4 versions x 3 examples per experiment
+    # 4 versions x 3 examples per experiment, plus one set per noise kind for speech-denoise
+    kinds = json.loads((repo / "reports/speech-denoise/audio/noise_kinds.json").read_text())
+    assert len(page.audio) == 4 * len(names) * 3 + 4 * len(kinds["examples"])
+    anchors = pd.read_csv(repo / "reports/speech-denoise/anchors.csv")
+    assert {"deepfilternet3", "rnnoise", "wiener_dd"} <= set(anchors["method"])
     size = sum(p.stat().st_size for p in (repo / "reports").rglob("*") if p.is_file())
     print(f"reports/ of the quick pipeline: {size / 1e6:.2f} MB; screenshot {tmp_path / 'report.png'}")
-    assert size < 5e6
+    assert size < 40e6  # the speech listening examples are 2-s float WAVs
     again = _dvc(repo, "repro")
     assert "Running stage" not in again
     shown = _dvc(repo, "metrics", "show")
