@@ -34,8 +34,9 @@ def make_repo(tmp_path):
         params = quick_params(repo, experiments, **overrides)
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         if with_dvc:
-            shutil.copytree(ROOT / "pipeline", repo / "pipeline",
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            for package in ("pipeline", "benchmarks"):  # benchmarks: the anchors stage
+                shutil.copytree(ROOT / package, repo / package,
+                                ignore=shutil.ignore_patterns("__pycache__"))
             dvc_yaml = yaml.safe_load((ROOT / "dvc.yaml").read_text())
             for table in dvc_yaml["vars"]:  # per-experiment tables follow params' experiments
                 for key, rows in table.items():
