@@ -46,16 +46,17 @@ def make_chunk(exp: Experiment, seed: int, name: str, split: str, chunk: int, n:
     frames is exactly the prefix of a split of n + k frames."""
     rng_sig, rng_deg = chunk_rngs(seed, name, split, chunk)
     T, sr = exp.frame_length, exp.sample_rate
-    context = {}
-    if isinstance(exp.signal, CorpusSignal):
+    corpus = isinstance(exp.signal, CorpusSignal)
+    if corpus:
         clean, draws = corpus_frames(exp.signal, split, CHUNK, T, sr, rng_sig, root)
-        if isinstance(exp.degradation, SpeechNoiseDeg):
-            context = {"sample_rate": sr, "speakers": draws["speaker"],
-                       "music": music_pool(split, MUSIC_POOL, T, rng_sig, root)}
     else:
         clean, draws = signals.generate(exp.signal, CHUNK, T, sr, rng_sig, root)
-    if isinstance(exp.degradation, SpeechNoiseDeg) and not context:
+    context = {}
+    if isinstance(exp.degradation, SpeechNoiseDeg):  # babble and music from the same split
         context = {"sample_rate": sr}
+        if corpus:
+            context |= {"speakers": draws["speaker"],
+                        "music": music_pool(split, MUSIC_POOL, T, rng_sig, root)}
     degraded, deg_draws = degradations.apply(exp.degradation, clean, rng_deg, **context)
     clean, degraded = clean[:n], degraded[:n]
     if "noise_knobs" in deg_draws:  # one JSON object per frame in the manifest

@@ -24,6 +24,29 @@ def _noise_scale(power: np.ndarray, noise_psd: np.ndarray, bins: np.ndarray) -> 
     return np.maximum(np.median(ratio, axis=1) / math.log(2.0), 1e-12)
 
 
+def _decision_directed(spec: np.ndarray, lam: np.ndarray, alpha: float, xi_min: float) -> np.ndarray:
+    """Ephraim-Malah decision-directed Wiener gain applied to `spec` (n, bins, windows).
+
+    `lam` is the noise PSD, broadcastable to (n, bins, windows) or to (n, bins, 1) for one PSD
+    per clip. Loops run over STFT windows only (vectorised over clips and bins).
+    """
+    power = np.abs(spec) ** 2
+    lam = np.maximum(lam, 1e-20)
+    last = lam.shape[-1] - 1
+    out = np.empty_like(spec)
+    prev_amp2 = None
+    for m in range(spec.shape[-1]):
+        lam_m = lam[..., min(m, last)]
+        ml = np.maximum(power[..., m] / lam_m - 1.0, 0.0)
+        xi = ml if prev_amp2 is None else (alpha * prev_amp2 / lam[..., min(m - 1, last)]
+                                           + (1 - alpha) * ml)
+        xi = np.maximum(xi, xi_min)
+        gain = xi / (1.0 + xi)
+        out[..., m] = gain * spec[..., m]
+        prev_amp2 = gain**2 * power[..., m]
+    return out
+
+
 class Wiener(BaselineBase):
     """DFT-domain Wiener filter with per-bin clean/noise spectra from the fitted pairs.
 
@@ -102,26 +125,18 @@ class WienerSTFTDecisionDirected(BaselineBase):
         return x[:, :length]
 
     def _enhance(self, spec, alpha, xi_min, per_frame) -> np.ndarray:
-        power = np.abs(spec) ** 2
         lam = self.lam[None]  # (1, bins, windows)
         if per_frame:
-            lam = lam * _noise_scale(power, self.lam, self.noise_bins)[:, None, None]
-        lam = np.maximum(lam, 1e-20)
-        out = np.empty_like(spec)
-        prev_amp2 = None
-        for m in range(spec.shape[-1]):
-            gamma = power[..., m] / lam[..., m]
-            ml = np.maximum(gamma - 1.0, 0.0)
-            xi = ml if prev_amp2 is None else alpha * prev_amp2 / lam[..., m - 1] + (1 - alpha) * ml
-            xi = np.maximum(xi, xi_min)
-            gain = xi / (1.0 + xi)
-            out[..., m] = gain * spec[..., m]
-            prev_amp2 = gain**2 * power[..., m]
-        return out
+            lam = lam * _noise_scale(np.abs(spec) ** 2, self.lam, self.noise_bins)[:, None, None]
+        return _decision_directed(spec, lam, alpha, xi_min)
+
+    def _frame_for(self, t: int) -> None:
+        """STFT window for frames of `t` samples: nperseg_max, or fewer for short frames."""
+        self.length = t
+        self.nperseg = int(min(self.nperseg_max, max(8, 2 ** int(math.log2(max(t // 2, 8))))))
 
     def _fit(self, clean: np.ndarray, degraded: np.ndarray) -> None:
-        self.length = t = clean.shape[-1]
-        self.nperseg = int(min(self.nperseg_max, max(8, 2 ** int(math.log2(max(t // 2, 8))))))
+        self._frame_for(t := clean.shape[-1])
         self.lam = mean_power(self._stft, degraded, minus=clean)
         clean_psd = mean_power(self._stft, clean)
         inner = np.arange(1, self.lam.shape[0] - 1)
@@ -179,22 +194,8 @@ class WienerSTFTNoiseTracking(WienerSTFTDecisionDirected):
         picked = np.take_along_axis(power, quiet[:, None, :], axis=-1)
         return picked.mean(axis=-1, keepdims=True)
 
-    def _gain_loop(self, spec, lam, alpha, xi_min) -> np.ndarray:
-        power = np.abs(spec) ** 2
-        lam = np.maximum(lam, 1e-20)
-        out = np.empty_like(spec)
-        prev = None
-        for m in range(spec.shape[-1]):  # a loop over STFT windows, vectorised over clips, bins
-            ml = np.maximum(power[..., m] / lam[..., 0] - 1.0, 0.0)
-            xi = ml if prev is None else alpha * prev / lam[..., 0] + (1 - alpha) * ml
-            gain = np.maximum(xi, xi_min) / (1.0 + np.maximum(xi, xi_min))
-            out[..., m] = gain * spec[..., m]
-            prev = gain**2 * power[..., m]
-        return out
-
     def _fit(self, clean: np.ndarray, degraded: np.ndarray) -> None:
-        self.length = t = clean.shape[-1]
-        self.nperseg = int(min(self.nperseg_max, max(8, 2 ** int(math.log2(max(t // 2, 8))))))
+        self._frame_for(t := clean.shape[-1])
         c, d = tuning_subset(clean, degraded, self.tune_samples // 2)
         spec = self._stft(d)
         power = np.abs(spec) ** 2
@@ -204,7 +205,7 @@ class WienerSTFTNoiseTracking(WienerSTFTDecisionDirected):
             for b_db in self.biases_db:
                 for alpha in self.alphas:
                     for xi_db in self.xi_min_dbs:
-                        est = self._istft(self._gain_loop(spec, lam_q * 10 ** (b_db / 10), alpha,
+                        est = self._istft(_decision_directed(spec, lam_q * 10 ** (b_db / 10), alpha,
                                                           10 ** (xi_db / 10)), t)
                         err = mse(est, c)
                         if best is None or err < best[0]:
@@ -220,4 +221,4 @@ class WienerSTFTNoiseTracking(WienerSTFTDecisionDirected):
         t = degraded.shape[-1]
         spec = self._stft(degraded)
         lam = self._noise_psd(np.abs(spec) ** 2, self.quantile) * self.bias
-        return self._istft(self._gain_loop(spec, lam, self.alpha, self.xi_min), t)
+        return self._istft(_decision_directed(spec, lam, self.alpha, self.xi_min), t)
