@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import time
-import warnings
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -32,7 +31,6 @@ import pandas as pd
 
 from benchmarks.anchors import ANCHOR_RATE, NET_RATE, DeepFilterNet3, RNNoise, WienerAnchor
 from pipeline.dsp.metrics import si_sdr_db, snr_db
-from pipeline.dsp.speech_metrics import pesq_wb, stoi
 from pipeline.errors import UserError
 from pipeline.layout import ExperimentPaths, load_split
 
@@ -104,34 +102,46 @@ class _TrackingWiener:
     __call__ = enhance
 
 
-def score_clip(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """The table's four quality numbers for one clip (NaN with a warning where PESQ/STOI have none)."""
-    e, r = np.asarray(est, np.float64), np.asarray(ref, np.float64)
-    return {"si_sdr_db": float(si_sdr_db(e, r)), "snr_db": float(snr_db(e, r)),
-            "pesq": pesq_wb(e, r, ANCHOR_RATE), "stoi": stoi(e, r, ANCHOR_RATE)}
+def score_clips(ests: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The table's four quality numbers per clip; PESQ/STOI over the evaluate stage's worker
+    pool (NaN where they have none, counted in the JSON)."""
+    from pipeline.evaluation.speech import perceptual_scores
+
+    e, r = np.stack(ests).astype(np.float64), np.stack(refs).astype(np.float64)  # equal frames
+    out = {"si_sdr_db": si_sdr_db(e, r), "snr_db": snr_db(e, r)}
+    out.update(perceptual_scores(list(e), list(r), ANCHOR_RATE, ("pesq", "stoi")))
+    return out
 
 
 def score_split(anchors: list[Named], clean: np.ndarray, degraded: np.ndarray,
                 indices: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Per-clip rows (COLUMNS) for the input and every anchor, and per-method wall/CPU seconds."""
+    """Per-clip rows (COLUMNS) for the input and every anchor, and per-method wall/CPU seconds.
+
+    Each anchor enhances every clip first, timed alone (so its RTF sees no scoring load); all
+    clips are then scored in one parallel pass.
+    """
     indices = np.arange(len(clean)) if indices is None else np.asarray(indices)
-    rows, timing = [], {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="(PESQ-WB|STOI) is NaN")  # counted in the JSON
-        for i, (c, d) in enumerate(zip(clean, degraded, strict=True)):
-            rows.append({"index": int(indices[i]), "method": "noisy", **score_clip(d, c), "rtf": np.nan})
-        for a in anchors:
-            wall = cpu = 0.0
-            for i, (c, d) in enumerate(zip(clean, degraded, strict=True)):
-                a.anchor.prepare()
-                t0, p0 = time.perf_counter(), time.process_time()
-                y = a.anchor.enhance(np.asarray(d, np.float64))
-                dt, dp = time.perf_counter() - t0, time.process_time() - p0
-                wall, cpu = wall + dt, cpu + dp
-                rtf = len(d) / ANCHOR_RATE / dt if dt > 0 else np.nan
-                rows.append({"index": int(indices[i]), "method": a.method, **score_clip(y, c), "rtf": rtf})
-            timing[a.method] = {"wall_s": wall, "cpu_s": cpu}
-    return pd.DataFrame(rows, columns=COLUMNS), timing
+    outputs: dict[str, list[np.ndarray]] = {"noisy": [np.asarray(d, np.float32) for d in degraded]}
+    rtfs: dict[str, list[float]] = {"noisy": [np.nan] * len(clean)}
+    timing = {}
+    for a in anchors:
+        wall = cpu = 0.0
+        outputs[a.method], rtfs[a.method] = [], []
+        for d in degraded:
+            a.anchor.prepare()
+            t0, p0 = time.perf_counter(), time.process_time()
+            y = a.anchor.enhance(np.asarray(d, np.float64))
+            dt, dp = time.perf_counter() - t0, time.process_time() - p0
+            wall, cpu = wall + dt, cpu + dp
+            outputs[a.method].append(np.asarray(y, np.float32))
+            rtfs[a.method].append(len(d) / ANCHOR_RATE / dt if dt > 0 else np.nan)
+        timing[a.method] = {"wall_s": wall, "cpu_s": cpu}
+    methods = list(outputs)
+    scores = score_clips([y for m in methods for y in outputs[m]], [c for _ in methods for c in clean])
+    table = pd.DataFrame({"index": np.tile(indices.astype(int), len(methods)),
+                          "method": np.repeat(methods, len(clean)), **scores,
+                          "rtf": np.concatenate([rtfs[m] for m in methods])})
+    return table[COLUMNS], timing
 
 
 def summarize(table: pd.DataFrame, timing: dict[str, dict[str, float]], audio_s: float) -> pd.DataFrame:
