@@ -173,12 +173,78 @@ class Renderer:
 
 
 def fetch_renderer(cache: Path) -> tuple[Renderer, list[Fetched]]:
-    """FluidSynth and the soundfont from Debian packages, extracted into `cache`."""
+    """FluidSynth and the soundfont from Debian packages, extracted into `cache`.
+
+    The returned packages (:data:`RUNTIME` and the soundfont) are what makes the sound and what
+    the digest and LICENSES name. A machine that also lacks some of their ordinary dependencies
+    (PulseAudio's client, libsndfile, Wayland: loaded, never used for a raw file) gets those
+    too, via :func:`loader_dirs`; they change no sample and are not part of the digest.
+    """
     runtime = [fetch(name, cache) for name in RUNTIME]
     font = fetch(SOUNDFONT, cache)
-    libs = tuple(d for f in runtime for d in sorted((f.root / "usr" / "lib").glob("*-linux-gnu")))
-    return Renderer(runtime[0].root / "usr" / "bin" / "fluidsynth", libs, font.root / SF2), \
-        [*runtime, font]
+    binary = runtime[0].root / "usr" / "bin" / "fluidsynth"
+    libs = _lib_dirs(runtime)
+    libs += loader_dirs(binary, libs, cache)
+    return Renderer(binary, libs, font.root / SF2), [*runtime, font]
+
+
+def _lib_dirs(fetched: list[Fetched]) -> tuple[Path, ...]:
+    return tuple(d for f in fetched for d in sorted((f.root / "usr" / "lib").glob("*-linux-gnu")))
+
+
+def missing_sonames(binary: Path, lib_dirs: tuple[Path, ...]) -> list[str]:
+    """Shared libraries the dynamic loader cannot find for `binary` (``ldd``'s "not found")."""
+    env = {**os.environ, "LC_ALL": "C", "LD_LIBRARY_PATH": os.pathsep.join(map(str, lib_dirs))}
+    try:
+        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env,
+                             timeout=60, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []  # no ldd: let the render itself report what is missing
+    return sorted({ln.split("=>")[0].strip() for ln in out.splitlines() if "not found" in ln})
+
+
+def _uninstalled_lib_closure(package: str) -> list[str]:
+    """Library packages in `package`'s dependency closure that dpkg does not have installed."""
+    flags = ["--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
+             "--no-replaces", "--no-enhances"]
+    try:
+        out = subprocess.run(["apt-cache", "depends", *flags, package], capture_output=True,
+                             text=True, timeout=120, check=False).stdout
+        names = sorted({ln.strip() for ln in out.splitlines()
+                        if ln and not ln[0].isspace() and not ln.startswith("<")})
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *names],
+                                capture_output=True, text=True, timeout=120, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    installed = {ln.split()[0] for ln in status.splitlines() if ln.endswith("install ok installed")}
+    return [n for n in names if n.startswith("lib") and not n.endswith("-perl")
+            and n not in installed and n not in RUNTIME]
+
+
+def loader_dirs(binary: Path, lib_dirs: tuple[Path, ...], cache: Path) -> tuple[Path, ...]:
+    """Extra library folders so `binary` loads on this machine (none where nothing is missing).
+
+    The candidates are the uninstalled library packages of fluidsynth's dependency closure; a
+    candidate's folder joins the path only if it holds a missing soname (so no installed
+    system library is shadowed), repeated until the loader is satisfied.
+    """
+    missing = missing_sonames(binary, lib_dirs)
+    if not missing:
+        return ()
+    found: dict[str, Path] = {}
+    for name in _uninstalled_lib_closure(RUNTIME[0]):
+        for so in sorted((fetch(name, cache).root / "usr" / "lib").rglob("*.so*")):
+            found.setdefault(so.name, so.parent)  # subfolders too: libpulse's private lib
+    extra: list[Path] = []
+    while missing:
+        add = sorted({found[m] for m in missing if m in found} - set(extra))
+        if not add:
+            raise CorpusError(f"fluidsynth lacks {', '.join(missing)} and no Debian package of its "
+                              f"dependencies provides them; set corpus.music_render.enabled to "
+                              f"false, {RECORDINGS_HINT}")
+        extra += add
+        missing = missing_sonames(binary, (*lib_dirs, *extra))
+    return tuple(extra)
 
 
 def notice(fetched: list[Fetched], cfg: MusicRender) -> str:
