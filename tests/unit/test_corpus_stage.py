@@ -186,3 +186,26 @@ def test_without_apt_the_stage_says_so_in_one_line_and_exits_2(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "apt-get" in lines[0] and "recordings/" in lines[0]
     assert not (tmp_path / "data").exists()
+
+
+
+def test_missing_sonames_names_what_the_loader_lacks(tmp_path):
+    """ldd's "not found" sonames, which the folder on the library path then satisfies."""
+    import shutil
+    import subprocess
+
+    from pipeline.corpus.render import missing_sonames
+
+    if shutil.which("gcc") is None or shutil.which("ldd") is None:
+        pytest.skip("needs gcc and ldd")
+    (tmp_path / "foo.c").write_text("int foo(void) { return 1; }\n")
+    (tmp_path / "main.c").write_text("int foo(void);\nint main(void) { return foo(); }\n")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib / "libfoo.so"), str(tmp_path / "foo.c")],
+                   check=True)
+    exe = tmp_path / "main"
+    subprocess.run(["gcc", "-o", str(exe), str(tmp_path / "main.c"), f"-L{lib}", "-lfoo"], check=True)
+    assert missing_sonames(exe, ()) == ["libfoo.so"]
+    assert missing_sonames(exe, (lib,)) == []
+    assert missing_sonames(Path(shutil.which("ls")), ()) == []
