@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.enhance import stream
 from pipeline.enhance.model_dir import META_KEYS, ModelDirError, Predict, load_model_dir
 from pipeline.enhance.ola import Progress, naive_frames, overlap_add, seam_ratio
 from pipeline.io import audio
@@ -29,11 +30,14 @@ __all__ = [
     "ModelDirError",
     "enhance_file",
     "enhance_signal",
+    "enhance_stream",
     "load_model_dir",
     "naive_frames",
     "overlap_add",
     "seam_ratio",
 ]
+
+enhance_stream = stream.enhance_stream
 
 
 # --------------------------------------------------------------------------- signals/files
@@ -106,20 +110,22 @@ def enhance_file(
     subtype: str = "PCM_16",
     hop: int | None = None,
     show_progress: bool | None = None,
+    block: int = stream.BLOCK,
 ) -> dict:
     """Enhance an audio file with a trained model and write the result atomically.
 
-    (Long on purpose: it validates every input before the first byte is written, then runs
-    read, resample, infer, write in order; the streaming rewrite splits it by block stage.)
+    The file is streamed (:mod:`pipeline.enhance.stream`): it is read, enhanced and written
+    in blocks of ``block`` samples, so memory does not grow with its length; the result
+    equals :func:`enhance_signal` on the whole file to float32 rounding.
 
     The output keeps the input's rate, length and channel count. All validation (model
     folder, input file, output format) happens before inference, and the output is written
-    via :func:`audio.write_audio_atomic`, so on any error ``output_path`` is not created (or
-    an existing one is left untouched). Returns ``seconds`` of audio, ``rate``,
-    ``channels``, ``elapsed_s`` (read + inference + write, excluding model loading),
-    ``load_s`` (loading and tracing the model once) and ``realtime_factor`` = seconds /
-    elapsed_s, i.e. how many times faster than real time (the CLI prints it as "Nx real
-    time"; > 1 is faster than real time).
+    to a temporary file renamed into place (as :func:`audio.write_audio_atomic` does), so on
+    any error ``output_path`` is not created (or an existing one is left untouched). Returns
+    ``seconds`` of audio, ``rate``, ``channels``, ``elapsed_s`` (read + inference + write,
+    excluding model loading), ``load_s`` (loading and tracing the model once) and
+    ``realtime_factor`` = seconds / elapsed_s, i.e. how many times faster than real time
+    (the CLI prints it as "Nx real time"; > 1 is faster than real time).
     """
     out_p = Path(output_path)
     fmt = audio._FORMATS.get(out_p.suffix.lower())
@@ -133,13 +139,18 @@ def enhance_file(
         raise audio.AudioError(f"{out_p}: subtype {subtype!r} is not valid for {fmt}")
 
     t0 = time.perf_counter()
-    x, rate, _info = audio.read_audio(input_path)  # cheap checks first: fail fast
-    n, channels = x.shape
-    read_s = time.perf_counter() - t0
+    opened = stream.open_input(input_path)  # cheap checks first: fail fast
+    try:
+        _f, n, channels, rate = opened
+        audio._check_rate(out_p, rate)
+        read_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    predict, meta = load_model_dir(model_path)
-    load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        predict, meta = load_model_dir(model_path)
+        load_s = time.perf_counter() - t0
+    except BaseException:
+        opened[0].close()
+        raise
 
     t1 = time.perf_counter()
     use_bar = show_progress is not False and sys.stderr.isatty()
@@ -168,11 +179,11 @@ def enhance_file(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            y = enhance_signal(x, rate, predict, meta, hop=hop, progress=progress)
+            stream.enhance_stream(input_path, out_p, predict, meta, subtype=subtype, hop=hop,
+                                  block=block, progress=progress, opened=opened)
     else:
-        y = enhance_signal(x, rate, predict, meta, hop=hop)
-    del x
-    audio.write_audio_atomic(out_p, y, rate, subtype=subtype)
+        stream.enhance_stream(input_path, out_p, predict, meta, subtype=subtype, hop=hop,
+                              block=block, opened=opened)
     elapsed = time.perf_counter() - t1 + read_s
     seconds = n / rate
     return {
