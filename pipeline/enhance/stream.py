@@ -68,6 +68,17 @@ def _resample_range(get: Get, n_in: int, up: int, down: int, j0: int, j1: int) -
     return out
 
 
+@contextlib.contextmanager
+def _write_errors(p: Path):
+    """Report libsndfile/OS failures while writing as :class:`audio.AudioError`."""
+    try:
+        yield
+    except audio.AudioError:
+        raise
+    except (sf.SoundFileError, RuntimeError, OSError) as e:
+        raise audio.AudioError(f"{p}: could not write audio ({e})") from e
+
+
 class _Reader:
     """Random access to the input file's float32 frames, validated as read."""
 
@@ -75,8 +86,11 @@ class _Reader:
         self.f, self.path, self.n = f, path, int(f.frames)
 
     def read(self, a: int, b: int) -> np.ndarray:
-        self.f.seek(a)
-        x = self.f.read(b - a, dtype="float32", always_2d=True)
+        try:
+            self.f.seek(a)
+            x = self.f.read(b - a, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, OSError) as e:
+            raise audio.AudioError(f"{self.path}: could not read audio ({e})") from e
         if x.shape[0] != b - a:
             raise audio.AudioError(f"{self.path}: file ended early (read {x.shape[0]} of "
                                    f"{b - a} frames at {a}); re-export or re-copy it")
@@ -254,26 +268,33 @@ def enhance_stream(
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "r+b") as raw:
-                with sf.SoundFile(raw, "w", samplerate=rate, channels=channels,
-                                  subtype=subtype, format=fmt) as f_out:
+                with _write_errors(p):
+                    f_out = sf.SoundFile(raw, "w", samplerate=rate, channels=channels,
+                                         subtype=subtype, format=fmt)
+                try:
                     for _a, y in enhance_blocks(reader.read, n, channels, rate, predict, meta,
                                                 hop=hop, block=block, progress=progress):
                         if not np.isfinite(y).all():
                             raise audio.AudioError(f"{p}: refusing to write NaN or infinite "
                                                    "samples")
-                        f_out.write(np.clip(y, -1.0, 1.0) if clip else y)
-                raw.flush()
-                os.fsync(raw.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, p)
-        except BaseException as e:
+                        with _write_errors(p):
+                            f_out.write(np.clip(y, -1.0, 1.0) if clip else y)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        f_out.close()
+                    raise
+                with _write_errors(p):
+                    f_out.close()
+                with _write_errors(p):
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            with _write_errors(p):
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)
+                os.replace(tmp, p)
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            if isinstance(e, sf.SoundFileError | RuntimeError | OSError) and not isinstance(
-                e, audio.AudioError
-            ):
-                raise audio.AudioError(f"{p}: could not write audio ({e})") from e
             raise
     return n, channels, rate

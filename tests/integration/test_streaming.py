@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from pipeline.enhance import (
     ModelDirError,
     enhance_file,
     enhance_signal,
+    enhance_stream,
     load_model_dir,
     naive_frames,
     overlap_add,
     seam_ratio,
 )
+from pipeline.enhance.stream import enhance_blocks
 from pipeline.io.audio import AudioError, read_audio, write_audio_atomic
 
 keras = pytest.importorskip("keras")
@@ -376,29 +379,132 @@ def test_enhance_file_failed_run_keeps_existing_output(tmp_path, models):
     assert out.read_bytes() == before
 
 
+# ----------------------------------------------------------------------------- streaming
+
+
+def _bumpy(frames: np.ndarray) -> np.ndarray:
+    """Nonlinear and position-dependent within the frame: catches frame-grid misalignment."""
+    pos = np.linspace(0.5, 1.5, frames.shape[1], dtype=np.float32)
+    return np.tanh(2 * frames) * pos + 0.01 * pos
+
+
+SMALL_BLOCK = 1000
+
+
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("n", [1, 50, T - 1, 3 * SMALL_BLOCK + 7, 9 * SMALL_BLOCK + 123])
+@pytest.mark.parametrize("hop", [None, T // 4])
+def test_enhance_blocks_equal_enhance_signal(rate, channels, n, hop):
+    x = np.random.default_rng(n + channels).uniform(-0.7, 0.7, (n, channels)).astype(np.float32)
+    meta = {"sample_rate": MODEL_RATE, "frame_length": T}
+    ref = enhance_signal(x, rate, _bumpy, meta, hop=hop, batch_frames=7)
+    starts, parts = [], []
+    for a, y in enhance_blocks(lambda a, b: x[a:b], n, channels, rate, _bumpy, meta, hop=hop,
+                               batch_frames=5, block=SMALL_BLOCK):
+        starts.append(a)
+        parts.append(y)
+    got = np.concatenate(parts)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    assert np.abs(got - ref).max() < 1e-5
+    if n > 2 * SMALL_BLOCK:
+        assert starts == list(range(0, n, SMALL_BLOCK))  # really streamed
+
+
+@pytest.fixture(scope="module")
+def conv_model(tmp_path_factory) -> Path:
+    """A tiny random Conv1D model ('same' padding: position-dependent near frame edges)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((None, 1)),
+        keras.layers.Conv1D(4, 9, padding="same", activation="tanh"),
+        keras.layers.Conv1D(1, 5, padding="same"),
+    ])
+    return _save_model_dir(tmp_path_factory.mktemp("conv") / "conv", model)
+
+
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("n", [100, 3 * SMALL_BLOCK + 7])
+@pytest.mark.parametrize("kind", ["identity", "conv"])
+def test_enhance_file_streams_like_enhance_signal(tmp_path, models, conv_model, rate,
+                                                  channels, n, kind):
+    folder = models / "id16000" if kind == "identity" else conv_model
+    x = _tones(n, rate, channels, seed=n)
+    inp, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio_atomic(inp, x, rate, subtype="FLOAT")
+    enhance_file(folder, inp, out, subtype="FLOAT", show_progress=False, block=SMALL_BLOCK)
+    predict, meta = load_model_dir(folder)
+    ref = enhance_signal(x, rate, predict, meta)
+    y, r, _ = read_audio(out)
+    assert r == rate and y.shape == ref.shape
+    assert np.abs(y - ref).max() < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
+
+
+def test_enhance_stream_progress_and_failure_mid_stream(tmp_path):
+    rate, n, channels = 44100, 5 * SMALL_BLOCK + 3, 2
+    meta = {"sample_rate": MODEL_RATE, "frame_length": T}
+    inp, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_audio_atomic(inp, _tones(n, rate, channels), rate, subtype="FLOAT")
+    calls = []
+    enhance_stream(inp, out, _bumpy, meta, subtype="FLOAT", block=SMALL_BLOCK,
+                   progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (n * channels, n * channels)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) > 3
+    before = out.read_bytes()
+    seen = []
+
+    def failing(frames):
+        seen.append(1)
+        if len(seen) > 6:  # after the first blocks were written (one call per block, channel)
+            raise RuntimeError("model crashed")
+        return frames
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        enhance_stream(inp, out, failing, meta, subtype="FLOAT", block=SMALL_BLOCK)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
+
+
 # ----------------------------------------------------------------------------- long runs
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+_RSS_CHILD = """
+import sys
+from pipeline.enhance import enhance_file
+enhance_file(sys.argv[1], sys.argv[2], sys.argv[3], show_progress=False)
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+print(int(hwm.split()[1]))  # KiB
+"""
+
+
+def _peak_rss_kib(model: Path, inp: Path, out: Path) -> int:
+    res = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(model), str(inp), str(out)],
+                         capture_output=True, text=True, timeout=3000, check=True)
+    return int(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-def test_ten_minutes_bounded_memory(tmp_path, models):
-    rate, n = MODEL_RATE, 10 * 60 * MODEL_RATE
-    inp, out = tmp_path / "long.wav", tmp_path / "long_out.wav"
+def test_memory_does_not_grow_with_file_length(tmp_path, models):
+    """Peak RSS of enhance_file on 60 min of 48 kHz stereo stays within 64 MiB of 1 min."""
+    rate, peaks, times = 48000, {}, {}
     rng = np.random.default_rng(0)
-    with sf.SoundFile(inp, "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
-        for _ in range(10):
-            f.write(rng.uniform(-0.5, 0.5, 60 * rate).astype(np.float32))
-    load_model_dir(models / "id16000")  # warm TensorFlow up so its one-off RSS is excluded
-    before = _rss_mb()
-    stats = enhance_file(models / "id16000", inp, out, show_progress=False)
-    growth = _rss_mb() - before
-    print(f"\n10 min @16 kHz: peak RSS growth {growth:.0f} MB, "
-          f"{stats['realtime_factor']:.1f}x real time")
-    assert sf.info(str(out)).frames == n
-    assert growth < 600
+    for minutes in (1, 60):
+        inp, out = tmp_path / f"in{minutes}.wav", tmp_path / f"out{minutes}.wav"
+        with sf.SoundFile(inp, "w", samplerate=rate, channels=2, subtype="PCM_16") as f:
+            for _ in range(minutes):
+                f.write(rng.uniform(-0.5, 0.5, (60 * rate, 2)).astype(np.float32))
+        t0 = time.perf_counter()
+        peaks[minutes] = _peak_rss_kib(models / "id16000", inp, out)
+        times[minutes] = time.perf_counter() - t0
+        assert sf.info(str(out)).frames == minutes * 60 * rate
+        inp.unlink()
+        out.unlink()
+    growth = (peaks[60] - peaks[1]) / 1024
+    print(f"\npeak RSS 1 min {peaks[1] / 1024:.0f} MiB ({times[1]:.0f} s), 60 min "
+          f"{peaks[60] / 1024:.0f} MiB ({times[60]:.0f} s): growth {growth:.1f} MiB")
+    assert growth < 64
 
 
 @pytest.mark.slow
