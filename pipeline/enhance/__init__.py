@@ -6,6 +6,8 @@ leaves an audible click at every frame boundary whenever the model's error diffe
 frame to frame. :func:`overlap_add` instead runs overlapping frames, weights each output
 with a Hann window and normalises by the summed weights: the result is seamless, exact for
 an identity model at any length, and computed block by block so memory stays bounded.
+:func:`enhance_file` streams files through :mod:`pipeline.enhance.stream`, whose blocks equal
+:func:`enhance_signal` (the whole-signal reference) on the whole file.
 
 Only numpy is imported at module level; Keras/TensorFlow are loaded inside
 :func:`load_model_dir` so tools that merely import this module stay fast.
