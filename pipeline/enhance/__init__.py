@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import sys
 import time
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -70,12 +69,7 @@ def enhance_signal(
         raise ValueError(f"expected (frames, channels) audio, got shape {x.shape}")
     n, channels = x.shape
     rate, model_rate, T = int(rate), int(meta["sample_rate"]), int(meta["frame_length"])
-    margin = 0
-    if rate != model_rate:
-        g = gcd(rate, model_rate)
-        up, down = model_rate // g, rate // g
-        # resample_poly's filter spans 10*max(up, down) taps each side at the upsampled rate.
-        margin = -(-20 * max(up, down) // up) + 16
+    margin = stream.resample_margin(rate, model_rate)
     n_model = -(-(n + 2 * margin) * model_rate // rate)  # per-channel length at model rate
     total = n_model * channels
 

@@ -45,6 +45,22 @@ def _edge_pads(x: np.ndarray, left: int, right: int, mode: str) -> tuple[np.ndar
     return _edge_pads_from(x[:k], x[n - k :], n, left, right, mode)
 
 
+def padded_range(head: np.ndarray, read: Callable[[int, int], np.ndarray], tail: np.ndarray,
+                 n: int, a: int, b: int) -> np.ndarray:
+    """Samples [a, b) of the virtual signal ``head + x + tail``, where x has ``n`` samples and
+    ``read(xa, xb)`` returns x[xa:xb]: only the slices [a, b) touches are built."""
+    left = head.shape[0]
+    parts = []
+    if a < left:
+        parts.append(head[a : min(b, left)])
+    xa, xb = max(a - left, 0), min(b - left, n)
+    if xa < xb:
+        parts.append(read(xa, xb))
+    if b > left + n:
+        parts.append(tail[max(a - left - n, 0) : b - left - n])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class OLAPlan:
     """Index arithmetic of :func:`overlap_add` for a signal of ``n`` samples.
 
@@ -138,16 +154,7 @@ class OLAPlan:
                              f"[{xa_need}, {xb_need})")
 
         def padded(a: int, b: int) -> np.ndarray:
-            """Samples [a, b) of the virtual padded signal head + x + tail."""
-            parts = []
-            if a < left:
-                parts.append(head[a : min(b, left)])
-            xa, xb = max(a - left, 0), min(b - left, n)
-            if xa < xb:
-                parts.append(xs[xa - offset : xb - offset])
-            if b > left + n:
-                parts.append(tail[max(a - left - n, 0) : b - left - n])
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return padded_range(head, lambda xa, xb: xs[xa - offset : xb - offset], tail, n, a, b)
 
         base = k_lo * hop  # padded index of acc[0]; a multiple of hop, so phases line up
         acc = np.zeros((k_hi - k_lo + reps) * hop, np.float32)

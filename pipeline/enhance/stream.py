@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.enhance.model_dir import Predict
-from pipeline.enhance.ola import OLAPlan, Progress
+from pipeline.enhance.ola import OLAPlan, Progress, padded_range
 from pipeline.io import audio
 
 # Output samples (at the file's rate) computed per block: bounds memory, amortises margins.
@@ -195,15 +195,7 @@ def enhance_blocks(
 
     def padded(i0: int, i1: int) -> np.ndarray:
         """Samples [i0, i1) of the reflection-padded input."""
-        parts = []
-        if i0 < margin:
-            parts.append(lpad[i0 : min(i1, margin)])
-        xa, xb = max(i0 - margin, 0), min(i1 - margin, n)
-        if xa < xb:
-            parts.append(read(xa, xb))
-        if i1 > margin + n:
-            parts.append(rpad[max(i0 - margin - n, 0) : i1 - margin - n])
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return padded_range(lpad, read, rpad, n, i0, i1)
 
     def model_in(j0: int, j1: int) -> np.ndarray:
         return _resample_range(padded, n_pad, up, down, j0, j1)
