@@ -137,17 +137,56 @@ def degrade(
 @friendly
 def enhance(
     model: Annotated[Path, typer.Option("--model", "-m", help="models/E folder or its model.keras")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="degraded WAV/FLAC file")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
-    subtype: Annotated[str, typer.Option(help="output subtype: PCM_16, PCM_24, FLOAT")] = "PCM_16",
+    input: Annotated[str, typer.Option(
+        "--input", "-i", help="degraded WAV/FLAC file, a folder of them (recursive), or - (stdin)")],
+    output: Annotated[str, typer.Option(
+        "--output", "-o", help="file to write, a folder (for a folder input), or - (stdout)")],
+    subtype: Annotated[str | None, typer.Option(
+        help="output subtype, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")] = None,
     hop: Annotated[int | None, typer.Option(help="overlap-add hop (default frame/2)")] = None,
+    raw_format: Annotated[str | None, typer.Option(
+        help="stdout (and raw stdin) as headerless little-endian PCM: f32le or s16le")] = None,
+    raw_rate: Annotated[int | None, typer.Option(
+        help="stdin is headerless PCM at this rate (stdout then too)")] = None,
+    raw_channels: Annotated[int, typer.Option(help="interleaved channels of raw stdin")] = 1,
 ) -> None:
-    """Reconstruct a degraded recording with a trained model (streaming overlap-add)."""
-    from pipeline.enhance import enhance_file
+    """Reconstruct degraded recordings with a trained model, streaming in bounded memory.
 
-    stats = enhance_file(model, input, output, subtype=subtype, hop=hop)
-    out.print(f"{output}: {stats.get('seconds', 0):.2f} s of audio at "
-              f"{stats.get('realtime_factor', 0):.0f}x real time")
+    A folder input enhances every .wav/.flac below it into the same tree under the output
+    folder; a file that fails is reported and the rest go on (exit code 1 then). `-` reads
+    stdin or writes stdout (WAV, or raw PCM with --raw-format/--raw-rate/--raw-channels).
+    """
+    from pipeline.enhance import enhance_file, enhance_tree
+    from pipeline.enhance.pipes import STDIO, RawFormat
+
+    if input != STDIO and Path(input).is_dir():
+        if output == STDIO:
+            raise typer.BadParameter("a folder input needs an output folder, not -",
+                                     param_hint="'--output'")
+        if raw_format is not None or raw_rate is not None:
+            raise typer.BadParameter("raw PCM applies to - (stdin/stdout), not to folders",
+                                     param_hint="'--raw-format'")
+        res = enhance_tree(model, input, output, subtype=subtype, hop=hop,
+                           on_error=lambda msg: err.print(f"[bold red]error:[/] {msg}",
+                                                          highlight=False, soft_wrap=True))
+        n_bad, n = len(res["failed"]), res["files"]
+        summary = (f"{output}: {n - n_bad} of {n} files enhanced, {res['seconds']:.1f} s of "
+                   f"audio at {res['realtime_factor']:.0f}x real time")
+        if n_bad:
+            err.print(f"{summary}; [bold red]{n_bad} of {n} files failed[/]", highlight=False)
+            raise typer.Exit(1)
+        out.print(summary, highlight=False)
+        return
+    raw = None
+    if raw_channels != 1 and raw_format is None and raw_rate is None:
+        raise typer.BadParameter("describes raw stdin; add --raw-rate (and --raw-format)",
+                                 param_hint="'--raw-channels'")
+    if raw_format is not None or raw_rate is not None:
+        raw = RawFormat(raw_format or "f32le", raw_rate, raw_channels)
+    stats = enhance_file(model, input, output, subtype=subtype, hop=hop, raw=raw)
+    where = err if output == STDIO else out  # stdout carries the audio then
+    where.print(f"{'stdout' if output == STDIO else output}: {stats.get('seconds', 0):.2f} s of "
+                f"audio at {stats.get('realtime_factor', 0):.0f}x real time", highlight=False)
 
 
 SPEECH_MIN_SECONDS = 0.25  # PESQ scores no shorter clip

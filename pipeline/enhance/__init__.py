@@ -15,15 +15,18 @@ Only numpy is imported at module level; Keras/TensorFlow are loaded inside
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.enhance import stream
+from pipeline.enhance import pipes, stream
 from pipeline.enhance.model_dir import META_KEYS, ModelDirError, Predict, load_model_dir
 from pipeline.enhance.ola import Progress, naive_frames, overlap_add, seam_ratio
+from pipeline.enhance.progress import progress_bar
+from pipeline.enhance.tree import enhance_tree
 from pipeline.io import audio
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "enhance_file",
     "enhance_signal",
     "enhance_stream",
+    "enhance_tree",
     "load_model_dir",
     "naive_frames",
     "overlap_add",
@@ -103,84 +107,84 @@ def enhance_file(
     model_path: str | Path,
     input_path: str | Path,
     output_path: str | Path,
-    subtype: str = "PCM_16",
+    subtype: str | None = None,
     hop: int | None = None,
     show_progress: bool | None = None,
     block: int = stream.BLOCK,
+    raw: pipes.RawFormat | None = None,
 ) -> dict:
     """Enhance an audio file with a trained model and write the result atomically.
 
     The file is streamed (:mod:`pipeline.enhance.stream`): it is read, enhanced and written
     in blocks of ``block`` samples, so memory does not grow with its length; the result
-    equals :func:`enhance_signal` on the whole file to float32 rounding.
+    equals :func:`enhance_signal` on the whole file to float32 rounding. ``-`` as input or
+    output is stdin/stdout (:mod:`pipeline.enhance.pipes`): WAV, or headerless PCM as
+    ``raw`` describes.
 
-    The output keeps the input's rate, length and channel count. All validation (model
-    folder, input file, output format) happens before inference, and the output is written
-    to a temporary file renamed into place (as :func:`audio.write_audio_atomic` does), so on
-    any error ``output_path`` is not created (or an existing one is left untouched). Returns
-    ``seconds`` of audio, ``rate``, ``channels``, ``elapsed_s`` (read + inference + write,
-    excluding model loading), ``load_s`` (loading and tracing the model once) and
-    ``realtime_factor`` = seconds / elapsed_s, i.e. how many times faster than real time
-    (the CLI prints it as "Nx real time"; > 1 is faster than real time).
+    The output keeps the input's rate, length, channel count and (``subtype`` None) subtype.
+    All validation (model folder, input file, output format) happens before inference, and
+    a file output is written to a temporary file renamed into place (as
+    :func:`audio.write_audio_atomic` does), so on any error ``output_path`` is not created
+    (or an existing one is left untouched). Returns ``seconds`` of audio, ``rate``,
+    ``channels``, ``elapsed_s`` (read + inference + write, excluding model loading),
+    ``load_s`` (loading and tracing the model once) and ``realtime_factor`` = seconds /
+    elapsed_s, i.e. how many times faster than real time (> 1 is faster).
     """
-    out_p = Path(output_path)
-    fmt = audio._FORMATS.get(out_p.suffix.lower())
-    if fmt is None:
-        raise audio.AudioError(
-            f"{out_p}: unsupported output extension {out_p.suffix!r}; use .wav or .flac"
-        )
-    import soundfile as sf  # soundfile is already loaded by pipeline.io.audio
-
-    if not sf.check_format(fmt, subtype.upper()):
-        raise audio.AudioError(f"{out_p}: subtype {subtype!r} is not valid for {fmt}")
+    in_pipe, out_pipe = str(input_path) == pipes.STDIO, str(output_path) == pipes.STDIO
+    if raw is not None and not (in_pipe or out_pipe):
+        raise audio.AudioError("--raw-format/--raw-rate/--raw-channels describe - "
+                               "(stdin/stdout); give -i - or -o -")
+    if raw is not None and raw.rate is not None and not in_pipe:
+        raise audio.AudioError(f"--raw-rate describes raw stdin, but the input is {input_path}; "
+                               "raw stdout keeps the input's rate")
+    if raw is not None and raw.rate is None and not out_pipe:
+        raise audio.AudioError("--raw-format without --raw-rate describes stdout, but the output "
+                               f"is {output_path}; for raw stdin add --raw-rate")
+    # stdin is raw when its rate is given; stdout is raw whenever raw PCM is asked for
+    raw_in = raw if in_pipe and raw is not None and raw.rate is not None else None
+    if out_pipe:
+        if sys.stdout.isatty():
+            raise audio.AudioError("stdout is a terminal; redirect it (-o - > out.wav) or give "
+                                   "-o FILE")
+        if subtype is not None:
+            pipes.pipe_subtype(subtype, None, raw)  # fail fast on a subtype WAV cannot stream
+        out_p = None
+    else:
+        out_p = stream.check_output(output_path, subtype)[0]  # fail fast: extension, subtype
 
     t0 = time.perf_counter()
-    opened = stream.open_input(input_path)  # cheap checks first: fail fast
-    try:
-        _f, n, channels, rate = opened
-        audio._check_rate(out_p, rate)
+    with contextlib.ExitStack() as stack:
+        if in_pipe:
+            opened, _spool = stack.enter_context(pipes.stdin_input(raw_in))
+            name = pipes.STDIN_NAME
+        else:
+            opened = stream.open_input(input_path)  # cheap checks first: fail fast
+            name = str(input_path)
+        f, n, channels, rate = opened
+        stack.callback(f.close)
+        if out_p is not None:
+            audio._check_rate(out_p, rate)
         read_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         predict, meta = load_model_dir(model_path)
         load_s = time.perf_counter() - t0
-    except BaseException:
-        opened[0].close()
-        raise
 
-    t1 = time.perf_counter()
-    use_bar = show_progress is not False and sys.stderr.isatty()
-    if use_bar:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(
-            TextColumn(f"enhancing {Path(input_path).name}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        with bar:
-            task = bar.add_task("enhance", total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            stream.enhance_stream(input_path, out_p, predict, meta, subtype=subtype, hop=hop,
-                                  block=block, progress=progress, opened=opened)
-    else:
-        stream.enhance_stream(input_path, out_p, predict, meta, subtype=subtype, hop=hop,
-                              block=block, opened=opened)
-    elapsed = time.perf_counter() - t1 + read_s
+        t1 = time.perf_counter()
+        with progress_bar(f"enhancing {Path(name).name}", show_progress) as bar:
+            progress = bar.update if bar.active else None
+            if out_p is not None:
+                stream.enhance_stream(name, out_p, predict, meta, subtype=subtype, hop=hop,
+                                      block=block, progress=progress, opened=opened)
+            else:
+                out_subtype = pipes.pipe_subtype(subtype, f.subtype, raw)
+                reader = stream._Reader(f, Path(name))
+                blocks = stream.enhance_blocks(reader.read, n, channels, rate, predict, meta,
+                                               hop=hop, block=block, progress=progress)
+                with pipes.stdout_fd() as sink:
+                    pipes.write_blocks(sink, blocks, n, channels, rate, out_subtype,
+                                       raw=raw is not None)
+        elapsed = time.perf_counter() - t1 + read_s
     seconds = n / rate
     return {
         "seconds": seconds,

@@ -223,12 +223,39 @@ def enhance_blocks(
         yield a, y
 
 
+def output_subtype(requested: str | None, input_subtype: str | None, fmt: str) -> str:
+    """The output subtype: the requested one, else the input's when ``fmt`` can hold it
+    (a 24-bit FLAC stays 24-bit), else PCM_24 for wide or float inputs and PCM_16 otherwise."""
+    if requested is not None:
+        return requested.upper()
+    if input_subtype and sf.check_format(fmt, input_subtype):
+        return input_subtype
+    wide = input_subtype in {"PCM_24", "PCM_32", "FLOAT", "DOUBLE"}
+    return "PCM_24" if wide and sf.check_format(fmt, "PCM_24") else "PCM_16"
+
+
+def check_output(output_path: str | os.PathLike, subtype: str | None,
+                 input_subtype: str | None = None) -> tuple[Path, str, str]:
+    """Validate an output file request; returns (path, format, subtype) or raises AudioError."""
+    p = Path(output_path)
+    fmt = audio._FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise audio.AudioError(f"{p}: unsupported output extension {p.suffix!r}; use .wav or .flac")
+    subtype = output_subtype(subtype, input_subtype, fmt)
+    if not sf.check_format(fmt, subtype):
+        ok = ", ".join(sorted(sf.available_subtypes(fmt)))
+        raise audio.AudioError(f"{p}: subtype {subtype!r} is not valid for {fmt}; choose one of: {ok}")
+    if p.is_dir():
+        raise audio.AudioError(f"{p}: is a directory; give an output file name")
+    return p, fmt, subtype
+
+
 def enhance_stream(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
     predict: Predict,
     meta: dict,
-    subtype: str = "PCM_16",
+    subtype: str | None = None,
     hop: int | None = None,
     block: int = BLOCK,
     progress: Progress | None = None,
@@ -236,24 +263,15 @@ def enhance_stream(
 ) -> tuple[int, int, int]:
     """Enhance ``input_path`` into ``output_path`` block by block; returns (n, channels, rate).
 
-    The output goes to a temporary file beside ``output_path`` (fsynced, then renamed with
-    ``os.replace``), with :func:`audio.write_audio_atomic`'s checks and guarantee: on any
-    error ``output_path`` is not created and an existing one is untouched.
+    ``subtype`` None keeps the input's (see :func:`output_subtype`). The output goes to a
+    temporary file beside ``output_path`` (fsynced, then renamed with ``os.replace``), with
+    :func:`audio.write_audio_atomic`'s checks and guarantee: on any error ``output_path`` is
+    not created and an existing one is untouched.
     """
-    p = Path(output_path)
-    fmt = audio._FORMATS.get(p.suffix.lower())
-    if fmt is None:
-        raise audio.AudioError(f"{p}: unsupported output extension {p.suffix!r}; use .wav or .flac")
-    subtype = subtype.upper()
-    if not sf.check_format(fmt, subtype):
-        ok = ", ".join(sorted(sf.available_subtypes(fmt)))
-        raise audio.AudioError(f"{p}: subtype {subtype!r} is not valid for {fmt}; choose one of: {ok}")
-    if p.is_dir():
-        raise audio.AudioError(f"{p}: is a directory; give an output file name")
-    clip = subtype not in audio._FLOAT_SUBTYPES
-
     f_in, n, channels, rate = opened if opened is not None else open_input(input_path)
     with f_in:
+        p, fmt, subtype = check_output(output_path, subtype, f_in.subtype)
+        clip = subtype not in audio._FLOAT_SUBTYPES
         audio._check_rate(p, rate)
         reader = _Reader(f_in, Path(input_path))
         p.parent.mkdir(parents=True, exist_ok=True)
