@@ -6,6 +6,10 @@ notebook did; and plain stdlib `math`/`random`, the fastest per-sample Python). 
 time to draw just the random floats the task needs into arrays of the same shape: no generator
 that draws them can beat it, so `floor / naive` is the ceiling of the speedup figure.
 
+The target is the generator's rate as a fraction of that floor (>= 0.8). The speedup over the
+notebook's loop is kept as a reference row without a target: the former ">= 500x the notebook"
+target is retired, since drawing the random numbers alone is only ~335x faster than that loop.
+
     python -m benchmarks.generate [--frames 20000] [--repeats 5]
 """
 
@@ -24,8 +28,7 @@ from pipeline.dsp.signals import sine
 
 T = 100
 SECTION = "generation"
-TARGET_SPEEDUP = 500.0
-TARGET_EFFICIENCY = 0.5
+TARGET_EFFICIENCY = 0.8
 
 
 def pipeline_gen(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -124,7 +127,8 @@ def run(frames: int = 20000, naive_frames: int = 400, repeats: int = 5,
     eff = rate["pipeline"] / rate["floor"]
     figs = [
         figure(SECTION, "speedup vs notebook's numpy-scalar loop", rate["pipeline"]
-               / rate["naive_numpy_scalars"], "x", TARGET_SPEEDUP, key="gen_speedup_vs_numpy_scalar"),
+               / rate["naive_numpy_scalars"], "x", key="gen_speedup_vs_numpy_scalar",
+               note="reference row; the former >= 500x target is retired for the floor ratio"),
         figure(SECTION, "speedup vs stdlib per-sample loop", rate["pipeline"] / rate["naive_stdlib"],
                "x", key="gen_speedup_vs_stdlib", note="math.sin/random.gauss: the fastest per-sample Python"),
         figure(SECTION, "efficiency vs random-number floor", eff, "ratio", TARGET_EFFICIENCY,
