@@ -229,3 +229,20 @@ def test_markdown_speed_table():
     md = "\n".join(markdown_table(details))
     assert "| audio-noise | 150.2x | >= 100x | 1.50 s | 700 MiB | 600 MiB | 100 MiB | 64.0 ms |" in md
     assert "| RNNoise | 15.0x | – |" in md and "skipped: model.keras missing" in md
+
+
+def test_report_markdown_includes_the_speed_table():
+    from benchmarks.suite import SECTIONS
+
+    assert {"speed", "limits"} <= set(SECTIONS)
+    speed = {"seconds": 60.0, "clip": "clip", "latency_definition": "delay", "skipped": {},
+             "methods": {"rnnoise": {"kind": "anchor", "label": "RNNoise", "rtf": 15.0,
+                                     "target_rtf": None, "load_s": 0.01, "latency_ms": 20.0}}}
+    report = {"machine": {"date": "2026-12-02T09:00:00+00:00", "cores": 2, "cpu_model": "cpu",
+                          "python": "3.11", "tensorflow": "2.21", "git_commit": "abc",
+                          "loadavg_at_start": [0.1, 0.1, 0.1]},
+              "command": "python -m benchmarks", "duration_s": 60.0, "settings": {"repeats": 3},
+              "figures": [figure("speed", "RNNoise: RTF, same 60 s", 15.0, "x", key="speed_rtf_rnnoise")],
+              "not_measured_in_this_run": [], "details": {"speed": speed}}
+    md = markdown(report)
+    assert "## Speed against the anchors (60 s at 16 kHz: clip)" in md and "| RNNoise | 15.0x |" in md
