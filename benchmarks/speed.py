@@ -261,6 +261,7 @@ def child(kind: str, target: str, src: str, dst: str) -> dict[str, float]:
             anchor = getattr(A, ANCHORS[kind][1])()
         anchor.prepare()
         out["load_s"] = time.perf_counter() - t0
+        out["loaded_hwm_mib"] = _status_mib("VmHWM")
         t0 = time.perf_counter()
         x, rate = sf.read(src, dtype="float32")
         y = anchor.enhance(x)
@@ -352,6 +353,8 @@ def run(experiments: list[str] | None = None, seconds: float = SECONDS, repeats:
                 rows[key] = {"kind": "anchor", "label": label, "source": f"benchmarks.anchors.{cls}",
                              "latency_ms": ms, "latency": lat, "target_rtf": None, "load_s": load}
                 anchor_objs[key] = obj
+                if install is None:
+                    rows[key]["fit_clips"] = len(fit)
 
                 def go(warmup: bool, a: Any = obj, load: float = load) -> tuple[float, float]:
                     inp = xw if warmup else x
@@ -412,11 +415,11 @@ def run(experiments: list[str] | None = None, seconds: float = SECONDS, repeats:
             figs.append(figure(SECTION, f"{label}: peak RSS over its imports", row["rss_increment_mib"],
                                "MiB", key=f"speed_rss_increment_mib_{k}",
                                note=f"peak {row['peak_rss_mib']:.0f} MiB, {row['imports_rss_mib']:.0f} "
-                               "MiB after imports, own process"))
+                               "MiB after imports, own process" + _load_note(row)))
     for k, row in rows.items():
         figs.append(figure(SECTION, f"{row.get('label', k)}: latency (algorithmic delay)",
                            row["latency_ms"], "ms", key=f"speed_latency_ms_{k}", note=row["latency"]))
-    details = {"seconds": seconds, "rate": RATE, "clip": clip_source, "repeats": repeats,
+    details = {"clip_seconds": seconds, "rate": RATE, "clip": clip_source, "repeats": repeats,
                "methods": rows, "skipped": skipped,
                "latency_definition": "algorithmic delay: lookahead needed before an output sample "
                "can be emitted, compute time excluded; project models: frame_length / sample_rate "
@@ -424,12 +427,22 @@ def run(experiments: list[str] | None = None, seconds: float = SECONDS, repeats:
     return figs, details
 
 
+def _load_note(row: dict) -> str:
+    """What the increment includes besides the run itself."""
+    if row["kind"] == "model":
+        return "; includes loading the model (inside enhance_file)"
+    loaded = (row.get("child") or {}).get("loaded_hwm_mib")
+    what = (f"after fitting on {row['fit_clips']} other clips" if "fit_clips" in row
+            else "after loading the net")
+    return f"; {what}: {loaded:.0f} MiB" if loaded is not None else ""
+
+
 def markdown_table(details: dict) -> list[str]:
     """The speed section's compact per-method table for reports/benchmarks.md."""
     rows = details.get("methods") or {}
     if not rows:
         return []
-    out = [f"## Speed against the anchors ({details['seconds']:g} s at 16 kHz: {details['clip']})", "",
+    out = [f"## Speed against the anchors ({details['clip_seconds']:g} s at 16 kHz: {details['clip']})", "",
            "| method | RTF | target | load | peak RSS | after imports | increment | latency |",
            "|---|---|---|---|---|---|---|---|"]
 
