@@ -11,6 +11,8 @@ peak through the same TensorFlow build), timed interleaved with every model meas
   60 s of audio (at the model's rate, hop T/2). FLOPs per frame from
   `benchmarks.enhance.count_flops` (2 x MACs of every Conv1D/Dense, FFTs at 2.5 n log2 n; a slight
   lower bound).
+  Its RTF ceiling, matmul peak / (model FLOPs per second of audio), bounds what any
+  implementation of the model can reach on this machine.
 - Training: `train_on_batch` steps of the model train would build (params.yaml plus
   reports/<E>/best_params.yaml, compiled as train compiles it, XLA where train uses it) at the
   experiment's batch size and frame length, on random frames. Convention: one training sample
@@ -79,6 +81,7 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
     from benchmarks.enhance import count_flops, matmul_timer, model_folder
     from benchmarks.speed import load_predict
     from pipeline.config import load_params
+    from pipeline.enhance.ola import OLAPlan
 
     names = experiments or list(load_params(params_path).experiments)
     mm, mm_flops = matmul_timer(1024, 1024, 1024)
@@ -93,7 +96,7 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
             T, rate = int(meta["frame_length"]), int(meta["sample_rate"])
             hop = T // 2
             n_model = math.ceil(seconds * rate)
-            n_frames = (T - hop + n_model - 1) // hop + 1  # as overlap_add frames 60 s
+            n_frames = OLAPlan(n_model, T, hop=hop).n_frames  # the frames overlap_add runs
             frames = (0.1 * rng.standard_normal((n_frames, T))).astype(np.float32)
             infer_model = keras.models.load_model(folder / "model.keras", safe_mode=True, compile=False)
             fwd, _ = count_flops(infer_model, T)
@@ -113,6 +116,7 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
             peak = mm_flops / med["matmul"]
             peaks.append(peak)
             inf_fps = fwd * n_frames * k_inf / med["infer"]
+            flops_per_audio_s = fwd * n_frames / seconds  # as enhance runs it: hop T/2
             tr_fps = TRAIN_FLOPS_PER_FORWARD * fwd_tr * bs * k_tr / med["train"]
             row = {"model": source, "frame_length": T, "sample_rate": rate, "frames": n_frames,
                    "forward_flops_per_frame": fwd, "inference_flops_per_s": inf_fps,
@@ -121,7 +125,8 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
                    "train_fraction": tr_fps / peak, "train_step_s": med["train"] / k_tr,
                    "train_samples_per_s": bs * k_tr / med["train"], "xla": xla,
                    "train_trace_s": compile_s, "matmul_flops_per_s": peak, "median_s": med,
-                   "calls_per_timing": {"infer": k_inf, "train": k_tr}}
+                   "calls_per_timing": {"infer": k_inf, "train": k_tr},
+                   "flops_per_audio_s": flops_per_audio_s, "rtf_ceiling": peak / flops_per_audio_s}
             rows[name] = row
             log(f"limits {name}: inference {row['inference_fraction']:.2f}, training "
                 f"{row['train_fraction']:.2f} of {peak / 1e9:.0f} GFLOP/s")
@@ -134,6 +139,10 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
                        key=f"limits_train_fraction_{name}",
                        note=f"{tr_fps / 1e9:.1f} GFLOP/s; train_on_batch, batch {bs} x {T_tr}"
                        + (", XLA" if xla else "") + "; training = 3 x forward FLOPs"),
+                figure(SECTION, f"{name}: RTF ceiling at the matmul peak", row["rtf_ceiling"], "x",
+                       key=f"limits_rtf_ceiling_{name}",
+                       note=f"{flops_per_audio_s / 1e6:,.0f} MFLOP per audio second at hop T/2: no "
+                       "implementation of this model beats it here (resampling and I/O not counted)"),
             ]
             del model, infer_model, predict
             keras.backend.clear_session()

@@ -203,7 +203,14 @@ def test_limits_fractions_are_positive_and_bounded():
         3.0 * row["train_forward_flops_per_frame"] * row["train_samples_per_s"])
     assert {f["key"] for f in figs} == {"limits_inference_fraction_seed-noise",
                                         "limits_train_fraction_seed-noise",
+                                        "limits_rtf_ceiling_seed-noise",
                                         "limits_matmul_peak_flops_per_s"}
+    # 2 s at 1 kHz, hop 50: overlap_add's grid has 41 frames of 100 samples (OLAPlan.n_frames)
+    from pipeline.enhance.ola import OLAPlan
+
+    assert row["frames"] == OLAPlan(2000, 100).n_frames == 41
+    assert row["flops_per_audio_s"] == pytest.approx(row["forward_flops_per_frame"] * 41 / 2.0)
+    assert row["rtf_ceiling"] == pytest.approx(row["matmul_flops_per_s"] / row["flops_per_audio_s"])
 
 
 def test_generation_target_is_the_floor_ratio():
