@@ -57,7 +57,7 @@ test-slow: install-dev    ## slow tests: long files, killed workers, parallel st
 lint: install-dev
 	ruff check pipeline tests benchmarks
 
-bench: install            ## benchmarks -> reports/benchmarks.{json,md} + MLflow run (~10 min; BENCH_ARGS=...)
+bench: install            ## benchmarks -> reports/benchmarks.{json,md} + MLflow run (~20 min; BENCH_ARGS=...)
 	python -m benchmarks $(BENCH_ARGS)
 
 bench-full: install       ## bench + default dvc repro from scratch + make test (~45 min)

@@ -6,6 +6,10 @@ notebook did; and plain stdlib `math`/`random`, the fastest per-sample Python). 
 time to draw just the random floats the task needs into arrays of the same shape: no generator
 that draws them can beat it, so `floor / naive` is the ceiling of the speedup figure.
 
+The target is the generator's rate as a fraction of that floor (>= 0.8). The speedup over the
+notebook's loop is kept as a reference row without a target: the former ">= 500x the notebook"
+target is retired, since drawing the random numbers alone is only ~335x faster than that loop.
+
     python -m benchmarks.generate [--frames 20000] [--repeats 5]
 """
 
@@ -24,8 +28,7 @@ from pipeline.dsp.signals import sine
 
 T = 100
 SECTION = "generation"
-TARGET_SPEEDUP = 500.0
-TARGET_EFFICIENCY = 0.5
+TARGET_EFFICIENCY = 0.8
 
 
 def pipeline_gen(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,7 +76,9 @@ def breakdown(frames: int, repeats: int) -> list[dict]:
     """Where the vectorized generator's time goes, step by step (median seconds, share).
 
     cProfile cannot see inside numpy's Generator methods, so the steps of signals.sine and
-    degradations.noise are timed one by one here, mirroring those functions.
+    degradations.noise are timed one by one here, mirroring those functions. The two draws are
+    the floor; the rest is what the generator adds (benchmarks/gen_experiment.py: np.nonzero
+    over the ~2 M-element, almost all-False mask and sine's row gather are the cheapest to cut).
     """
     rng = np.random.default_rng(7)
     x, _ = sine(SineSignal(), frames, T, rng)
@@ -81,12 +86,14 @@ def breakdown(frames: int, repeats: int) -> list[dict]:
     u = rng.random((frames, T), dtype=np.float32)
     p = rng.uniform(0, 1e-4, size=frames).astype(np.float32)
     std = rng.uniform(0.01, 0.1, size=frames).astype(np.float32)
+    hit = u < p[:, None]
     steps = {
         "signals.sine (table gather x amplitude)": lambda: sine(SineSignal(), frames, T, rng),
         "standard_normal (n, T) float32": lambda: rng.standard_normal((frames, T), dtype=np.float32),
         "scale by std and add clean": lambda: np.add(y * std[:, None], x),
         "uniform (n, T) float32 for impulses": lambda: rng.random((frames, T), dtype=np.float32),
-        "impulse test u < p and nonzero": lambda: np.nonzero(u < p[:, None]),
+        "impulse test u < p (compare)": lambda: u < p[:, None],
+        "np.nonzero of the sparse impulse mask": lambda: np.nonzero(hit),
     }
     med = paired_medians(steps, repeats)
     total = sum(med.values())
@@ -124,7 +131,8 @@ def run(frames: int = 20000, naive_frames: int = 400, repeats: int = 5,
     eff = rate["pipeline"] / rate["floor"]
     figs = [
         figure(SECTION, "speedup vs notebook's numpy-scalar loop", rate["pipeline"]
-               / rate["naive_numpy_scalars"], "x", TARGET_SPEEDUP, key="gen_speedup_vs_numpy_scalar"),
+               / rate["naive_numpy_scalars"], "x", key="gen_speedup_vs_numpy_scalar",
+               note="reference row; the former >= 500x target is retired for the floor ratio"),
         figure(SECTION, "speedup vs stdlib per-sample loop", rate["pipeline"] / rate["naive_stdlib"],
                "x", key="gen_speedup_vs_stdlib", note="math.sin/random.gauss: the fastest per-sample Python"),
         figure(SECTION, "efficiency vs random-number floor", eff, "ratio", TARGET_EFFICIENCY,

@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark section, write reports/benchmarks.{json,md}, log to MLflow.
 
-Sections: generation, training feed, inference, orchestration + scaling (temp repo copies). The
+Sections: generation, training feed, inference, speed (every default model beside the anchors),
+limits (fractions of the matmul FLOP/s), orchestration + scaling (temp repo copies). The
 slow opt-in figures (default `dvc repro` from scratch, `make test`) run with --full or
 BENCH_FULL=1; otherwise their last measured values are carried in a separate, dated section.
 Each figure carries its target and whether it was met; missed targets come with a profile.
@@ -20,7 +21,8 @@ from typing import Any
 
 from benchmarks.common import ROOT, Figure, fmt_value, log, machine, print_figures
 
-SECTIONS = ("generation", "feed", "inference", "orchestration")
+SECTIONS = ("generation", "feed", "inference", "speed", "limits", "orchestration")
+SMOKE_EXPERIMENT = "audio-noise"  # --smoke: one model (trained if present, else random weights)
 
 
 def run_sections(a: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
@@ -58,6 +60,25 @@ def run_sections(a: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]:
                                               use_trained=not a.untrained)
         figs += f
         lap("inference")
+    if "speed" in a.only:
+        from benchmarks import speed
+
+        log("speed against the anchors")
+        f, details["speed"] = speed.run(experiments=[SMOKE_EXPERIMENT] if smoke else None,
+                                        seconds=10.0 if smoke else speed.SECONDS, repeats=a.repeats,
+                                        use_trained=not a.untrained,
+                                        build_missing=smoke or a.untrained)
+        figs += f
+        lap("speed")
+    if "limits" in a.only:
+        from benchmarks import limits
+
+        log("against the physical limits (matmul FLOP/s)")
+        f, details["limits"] = limits.run(experiments=[SMOKE_EXPERIMENT] if smoke else None,
+                                          repeats=a.repeats, use_trained=not a.untrained,
+                                          min_timing_s=0.1 if smoke else limits.MIN_TIMING_S)
+        figs += f
+        lap("limits")
     if "orchestration" in a.only:
         from benchmarks import orchestration
 
@@ -93,6 +114,11 @@ def markdown(report: dict[str, Any]) -> str:
         return f"| {f['section']} | {name} | {fmt_value(f['value'], f['unit'])} | {tgt} | {met} |"
 
     lines += [row(f) for f in report["figures"]]
+    speed = report["details"].get("speed")
+    if speed:
+        from benchmarks.speed import markdown_table
+
+        lines += ["", *markdown_table(speed)]
     if report["not_measured_in_this_run"]:
         lines += ["", "## Not measured in this run (last measured values; `make bench-full` measures them)",
                   "", "| section | figure | value | target | met? |", "|---|---|---|---|---|"]
@@ -144,13 +170,18 @@ def main(argv: list[str] | None = None) -> None:
                     help="also time the default dvc repro from scratch and make test (~35 min more)")
     ap.add_argument("--tune-repeats", type=int, default=1,
                     help="1-vs-2-worker tuning pairs (about 2.5 min each)")
-    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, default=None,
+                    help="sections to run (default: all; with --smoke all but orchestration)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the suite, not the machine")
-    ap.add_argument("--untrained", action="store_true", help="benchmark an untrained model even if "
-                    "models/audio-noise is trained")
+    ap.add_argument("--untrained", action="store_true", help="benchmark untrained models (random "
+                    "weights, params.yaml's architectures) even where models/<E> is trained")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks.json")
     ap.add_argument("--no-mlflow", action="store_true")
     a = ap.parse_args(argv)
+    if a.only is None:
+        # orchestration's quick `dvc repro` from scratch alone takes ~7 min on 2 cores (corpus and
+        # speech stages included): --smoke checks it only when asked (--only ... orchestration)
+        a.only = [s for s in SECTIONS if not (a.smoke and s == "orchestration")]
     os.chdir(ROOT)  # params.yaml, models/ and reports/ are read relative to the repo
     t0 = time.perf_counter()
     info = machine()
