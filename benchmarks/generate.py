@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.common import Figure, figure, paired_medians, print_figures
 from pipeline.config import NoiseDeg, SineSignal
-from pipeline.dsp.degradations import noise
+from pipeline.dsp.degradations import noise, sparse_nonzero
 from pipeline.dsp.signals import sine
 
 T = 100
@@ -77,8 +77,7 @@ def breakdown(frames: int, repeats: int) -> list[dict]:
 
     cProfile cannot see inside numpy's Generator methods, so the steps of signals.sine and
     degradations.noise are timed one by one here, mirroring those functions. The two draws are
-    the floor; the rest is what the generator adds (benchmarks/gen_experiment.py: np.nonzero
-    over the ~2 M-element, almost all-False mask and sine's row gather are the cheapest to cut).
+    the floor; the rest is what the generator adds.
     """
     rng = np.random.default_rng(7)
     x, _ = sine(SineSignal(), frames, T, rng)
@@ -93,7 +92,7 @@ def breakdown(frames: int, repeats: int) -> list[dict]:
         "scale by std and add clean": lambda: np.add(y * std[:, None], x),
         "uniform (n, T) float32 for impulses": lambda: rng.random((frames, T), dtype=np.float32),
         "impulse test u < p (compare)": lambda: u < p[:, None],
-        "np.nonzero of the sparse impulse mask": lambda: np.nonzero(hit),
+        "sparse_nonzero of the impulse mask": lambda: sparse_nonzero(hit),
     }
     med = paired_medians(steps, repeats)
     total = sum(med.values())

@@ -117,50 +117,13 @@ def test_clip(seconds: float = SECONDS, root: Path = ROOT) -> tuple[np.ndarray, 
 
 # --------------------------------------------------------------------------- the models
 
-REFUSED = ("enhance_file refuses this model (meta.json sample_rate {rate} Hz is outside pipeline.io.audio's "
-           "8-96 kHz, checked in pipeline/enhance/model_dir.py); timed through stream.enhance_stream, "
-           "the call enhance_file makes, with load_model_dir's predict")
-
-
-def load_predict(folder: Path, workdir: Path) -> tuple[Callable, dict, str | None]:
-    """(predict, meta, note): `load_model_dir(folder)`; for a model whose rate `enhance` refuses
-    (the seed experiments' 1 kHz), the same batched predict loaded from a copy of the folder
-    whose meta.json says 16 kHz (the model's rate matters only to resampling, which gets the
-    real meta), and a note saying so."""
-    from pipeline.enhance import load_model_dir
-    from pipeline.io import audio
-
-    meta = json.loads((Path(folder) / "meta.json").read_text())
-    rate = int(meta["sample_rate"])
-    if audio.MIN_RATE <= rate <= audio.MAX_RATE:
-        predict, meta = load_model_dir(folder)
-        return predict, meta, None
-    copy = Path(workdir) / f"loadable-{Path(folder).name}"
-    copy.mkdir(parents=True, exist_ok=True)
-    if not (copy / "model.keras").exists():
-        (copy / "model.keras").symlink_to((Path(folder) / "model.keras").resolve())
-    (copy / "meta.json").write_text(json.dumps({**meta, "sample_rate": RATE}))
-    predict, _ = load_model_dir(copy)
-    return predict, meta, REFUSED.format(rate=rate)
-
-
 def enhance_once(folder: Path, src: Path, dst: Path, workdir: Path) -> tuple[float, float, str | None]:
-    """(elapsed_s, load_s, note) of enhancing `src` into `dst`: `enhance_file` (elapsed = read +
-    resample + inference + write, load excluded), or for a refused rate (see `load_predict`) the
-    same stream.enhance_stream call it makes, timed the same way."""
-    from pipeline.enhance import enhance_file, stream
-    from pipeline.io import audio
+    """(elapsed_s, load_s, note) of `enhance_file(folder, src, dst)`: elapsed = read + resample +
+    inference + write, model load excluded."""
+    from pipeline.enhance import enhance_file
 
-    rate = int(json.loads((Path(folder) / "meta.json").read_text())["sample_rate"])
-    if audio.MIN_RATE <= rate <= audio.MAX_RATE:
-        s = enhance_file(folder, src, dst, show_progress=False)
-        return s["elapsed_s"], s["load_s"], None
-    t0 = time.perf_counter()
-    predict, meta, note = load_predict(folder, workdir)
-    load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    stream.enhance_stream(src, dst, predict, meta)
-    return time.perf_counter() - t0, load, note
+    s = enhance_file(folder, src, dst, show_progress=False)
+    return s["elapsed_s"], s["load_s"], None
 
 
 # --------------------------------------------------------------------------- latency

@@ -23,11 +23,13 @@ def sine(cfg: SineSignal, n: int, T: int, rng: np.random.Generator):
     arg = TWO_PI * np.arange(f_lo, f_hi + 1, dtype=np.float32)[:, None] * np.arange(T) / T
     sin_t, cos_t = np.sin(arg, dtype=np.float32), np.cos(arg, dtype=np.float32)
     rows = f - f_lo
+    # np.take gathers whole rows several times faster than fancy indexing (same array).
+    frames = np.take(sin_t, rows, axis=0)
     if cfg.phase == "random":
-        frames = sin_t[rows] * (amp * np.cos(phase).astype(np.float32))[:, None]
-        frames += cos_t[rows] * (amp * np.sin(phase).astype(np.float32))[:, None]
+        frames *= (amp * np.cos(phase).astype(np.float32))[:, None]
+        frames += np.take(cos_t, rows, axis=0) * (amp * np.sin(phase).astype(np.float32))[:, None]
     else:
-        frames = sin_t[rows] * amp[:, None]
+        frames *= amp[:, None]
     return frames, {"f": f, "amplitude": amp, "phase": phase.astype(np.float32)}
 
 

@@ -25,6 +25,8 @@ META_KEYS: dict[str, type] = {
     "frame_length": int,
     "arch": str,
 }
+# The seed experiments' models run at 1 kHz; files still need audio.MIN_RATE or more.
+MIN_MODEL_RATE = 1_000
 
 
 class ModelDirError(UserError, ValueError):
@@ -61,8 +63,9 @@ def _read_meta(folder: Path) -> dict:
             )
     if meta["frame_length"] < 2:
         raise ModelDirError(f"{meta_path}: frame_length must be >= 2, got {meta['frame_length']}")
-    if not audio.MIN_RATE <= meta["sample_rate"] <= audio.MAX_RATE:
-        raise ModelDirError(f"{meta_path}: implausible sample_rate {meta['sample_rate']}")
+    if not MIN_MODEL_RATE <= meta["sample_rate"] <= audio.MAX_RATE:
+        raise ModelDirError(f"{meta_path}: implausible sample_rate {meta['sample_rate']} (a model "
+                            f"runs at {MIN_MODEL_RATE}-{audio.MAX_RATE} Hz)")
     try:  # the one schema of meta.json (pipeline/layout.py); extra keys of other versions load
         ModelMeta.model_validate(meta)
     except ValueError as e:

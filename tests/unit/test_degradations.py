@@ -133,3 +133,14 @@ def test_apply_long_keeps_length():
     for cfg in ALL:
         y = D.apply_long(cfg, x, np.random.default_rng(0), frame_length=1024)
         assert y.shape == x.shape and y.dtype == np.float32
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 70), density=st.sampled_from([0.0, 1e-3, 0.05, 0.5, 1.0]),
+       seed=st.integers(0, 2**16))
+def test_sparse_nonzero_equals_np_nonzero(rows, cols, density, seed):
+    mask = np.random.default_rng(seed).random((rows, cols)) < density
+    got, want = D.sparse_nonzero(mask), np.nonzero(mask)
+    assert all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert all(np.array_equal(g, w) for g, w in zip(D.sparse_nonzero(mask[:, ::-1]),
+                                                     np.nonzero(mask[:, ::-1]), strict=True))
