@@ -79,8 +79,8 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
     import keras
 
     from benchmarks.enhance import count_flops, matmul_timer, model_folder
-    from benchmarks.speed import load_predict
     from pipeline.config import load_params
+    from pipeline.enhance import load_model_dir
     from pipeline.enhance.ola import OLAPlan
 
     names = experiments or list(load_params(params_path).experiments)
@@ -92,7 +92,7 @@ def run(experiments: list[str] | None = None, repeats: int = 3, use_trained: boo
     with tempfile.TemporaryDirectory(prefix="bench-limits-") as d:
         for name in names:
             folder, source = model_folder(name, Path(d), params_path, use_trained)
-            predict, meta, _ = load_predict(folder, Path(d))  # the seed models' 1 kHz too
+            predict, meta = load_model_dir(folder)
             T, rate = int(meta["frame_length"]), int(meta["sample_rate"])
             hop = T // 2
             n_model = math.ceil(seconds * rate)

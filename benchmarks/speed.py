@@ -117,13 +117,13 @@ def test_clip(seconds: float = SECONDS, root: Path = ROOT) -> tuple[np.ndarray, 
 
 # --------------------------------------------------------------------------- the models
 
-def enhance_once(folder: Path, src: Path, dst: Path, workdir: Path) -> tuple[float, float, str | None]:
-    """(elapsed_s, load_s, note) of `enhance_file(folder, src, dst)`: elapsed = read + resample +
+def enhance_once(folder: Path, src: Path, dst: Path) -> tuple[float, float]:
+    """(elapsed_s, load_s) of `enhance_file(folder, src, dst)`: elapsed = read + resample +
     inference + write, model load excluded."""
     from pipeline.enhance import enhance_file
 
     s = enhance_file(folder, src, dst, show_progress=False)
-    return s["elapsed_s"], s["load_s"], None
+    return s["elapsed_s"], s["load_s"]
 
 
 # --------------------------------------------------------------------------- latency
@@ -213,7 +213,7 @@ def child(kind: str, target: str, src: str, dst: str) -> dict[str, float]:
     out = {"imports_hwm_mib": _status_mib("VmHWM"), "imports_rss_mib": _status_mib("VmRSS"),
            "imports_s": time.perf_counter() - t0}
     if kind == "model":
-        run_s, load_s, _ = enhance_once(Path(target), Path(src), Path(dst), Path(dst).parent)
+        run_s, load_s = enhance_once(Path(target), Path(src), Path(dst))
         out.update(load_s=load_s, run_s=run_s)
     else:
         t0 = time.perf_counter()
@@ -293,10 +293,7 @@ def run(experiments: list[str] | None = None, seconds: float = SECONDS, repeats:
                           "target_rtf": target_rtf(name), "folder": str(folder)}
 
             def go(warmup: bool, folder: Path = folder, name: str = name) -> tuple[float, float]:
-                t, load, note = enhance_once(folder, warm if warmup else src, tmp / "out.wav", tmp)
-                if note:
-                    rows[name]["via"] = note
-                return t, load
+                return enhance_once(folder, warm if warmup else src, tmp / "out.wav")
 
             methods[name] = go
         anchor_objs: dict[str, Any] = {}
@@ -359,8 +356,7 @@ def run(experiments: list[str] | None = None, seconds: float = SECONDS, repeats:
         if row["kind"] == "model":
             figs.append(figure(SECTION, f"{k}: enhance RTF, {seconds:g} s at 16 kHz, end to end",
                                row["rtf"], "x", row["target_rtf"], key=f"speed_rtf_{k}",
-                               note=f"{row['source']}; model load {row['load_s']:.1f} s excluded"
-                               + (f"; {row['via']}" if row.get("via") else "")))
+                               note=f"{row['source']}; model load {row['load_s']:.1f} s excluded"))
         else:
             figs.append(figure(SECTION, f"{label}: RTF, same {seconds:g} s", row["rtf"], "x",
                                key=f"speed_rtf_{k}", note="enhance(x16k) on the array, 48 kHz inside"
