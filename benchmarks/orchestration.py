@@ -30,16 +30,16 @@ from benchmarks.common import ROOT, Figure, figure, log, print_figures, run_time
 SECTION_ORCH = "orchestration"
 SECTION_SCALE = "scaling"
 TARGET_NOOP_S = 5.0
-TARGET_FULL_REPRO_S = 20 * 60.0
+TARGET_FULL_REPRO_S = 45 * 60.0  # issue 18's budget with the speech experiments
 TARGET_MAKE_TEST_S = 10 * 60.0
 # Last measured values of the opt-in figures, used until a --full run replaces them.
 KNOWN_FULL = {
-    "full_dvc_repro_s": {"value": 19 * 60 + 38, "measured_on": "2026-11-29",
-                         "source": "README (2 cores, default params)"},
-    "make_test_s": {"value": 11 * 60 + 24, "measured_on": "2026-11-29",
-                    "source": "session log (2 cores, loaded machine)"},
+    "full_dvc_repro_s": {"value": 40 * 60 + 33, "measured_on": "2026-12-02",
+                         "source": "README: make repro in a fresh clone, install included (DVC kept "
+                                   "the committed tune and anchors outputs)"},
+    "make_test_s": {"value": 5 * 60 + 14, "measured_on": "2026-12-02",
+                    "source": "session log: python -m pytest -q, 831 passed (2 cores)"},
 }
-
 
 def stage_env() -> dict[str, str]:
     """This interpreter's tools on PATH; the user's tracking/study stores never inherited."""
@@ -211,11 +211,11 @@ def carried(previous: dict[str, Any] | None) -> list[dict[str, Any]]:
     out = []
     for key, name, target in (("full_dvc_repro_s", "default dvc repro from scratch", TARGET_FULL_REPRO_S),
                               ("make_test_s", "make test", TARGET_MAKE_TEST_S)):
-        if key in prev and prev[key].get("value") is not None:
-            p = prev[key]
-            value, on = p["value"], p.get("measured_on") or (previous or {}).get("machine", {}).get("date")
-            src = p.get("source") or "previous reports/benchmarks.json"
-        else:
+        p = prev.get(key) or {}
+        on = p.get("measured_on") or (previous or {}).get("machine", {}).get("date")
+        if p.get("value") is not None and str(on) >= KNOWN_FULL[key]["measured_on"]:
+            value, src = p["value"], p.get("source") or "previous reports/benchmarks.json"
+        else:  # the newer of the previous report's value and the one recorded here
             k = KNOWN_FULL[key]
             value, on, src = k["value"], k["measured_on"], k["source"]
         f = figure(SECTION_ORCH, name, value, "s", target, "<=", key=key,

@@ -117,6 +117,14 @@ def test_clip(seconds: float = SECONDS, root: Path = ROOT) -> tuple[np.ndarray, 
 
 # --------------------------------------------------------------------------- the models
 
+def _shown(path: Path) -> str:
+    """The path relative to the repo when inside it: reports carry no machine's absolute paths."""
+    try:
+        return Path(path).resolve().relative_to(ROOT.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 def enhance_once(folder: Path, src: Path, dst: Path) -> tuple[float, float]:
     """(elapsed_s, load_s) of `enhance_file(folder, src, dst)`: elapsed = read + resample +
     inference + write, model load excluded."""
@@ -290,7 +298,7 @@ def run(experiments: list[str] | None = None, seconds: float = SECONDS, repeats:
             meta = json.loads((folder / "meta.json").read_text())
             ms, lat = model_latency(meta)
             rows[name] = {"kind": "model", "source": how, "latency_ms": ms, "latency": lat,
-                          "target_rtf": target_rtf(name), "folder": str(folder)}
+                          "target_rtf": target_rtf(name), "folder": _shown(folder)}
 
             def go(warmup: bool, folder: Path = folder, name: str = name) -> tuple[float, float]:
                 return enhance_once(folder, warm if warmup else src, tmp / "out.wav")

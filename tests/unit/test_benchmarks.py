@@ -55,6 +55,11 @@ def test_carried_prefers_previous_report_and_marks_it():
     again = next(f for f in carried({"machine": {"date": "2027-02-01"}, "not_measured_in_this_run": [test]})
                  if f["key"] == "make_test_s")
     assert again["measured_on"].startswith("2027-01-02")
+    # An older report's value loses to a newer measurement recorded in KNOWN_FULL.
+    old = {"machine": {"date": "2026-01-01"},
+           "figures": [figure("orchestration", "make test", 999, "s", 600, "<=", key="make_test_s")]}
+    stale = next(f for f in carried(old) if f["key"] == "make_test_s")
+    assert stale["value"] == KNOWN_FULL["make_test_s"]["value"]
 
 
 def test_markdown_has_table_and_carried_section():
