@@ -9,6 +9,30 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def save_model_dir(folder: Path, model, rate: int = 16000, frame: int = 256) -> Path:
+    """A model folder `enhance` loads: the Keras model plus a minimal meta.json."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    meta = {"experiment": folder.name, "task": "test", "sample_rate": rate,
+            "frame_length": frame, "arch": "test"}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def conv_net(seed: int = 0):
+    """A tiny random Conv1D model ('same' padding: position-dependent near frame edges)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((None, 1)),
+        keras.layers.Conv1D(4, 9, padding="same", activation="tanh"),
+        keras.layers.Conv1D(1, 5, padding="same"),
+    ])
+
+
 
 def real_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())

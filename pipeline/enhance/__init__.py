@@ -155,7 +155,7 @@ def enhance_file(
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if in_pipe:
-            opened, _spool = stack.enter_context(pipes.stdin_input(raw_in))
+            opened = stack.enter_context(pipes.stdin_input(raw_in))
             name = pipes.STDIN_NAME
         else:
             opened = stream.open_input(input_path)  # cheap checks first: fail fast

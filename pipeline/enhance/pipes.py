@@ -20,6 +20,7 @@ import io
 import os
 import shutil
 import struct
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,12 +70,6 @@ class RawFormat:
         return int(self.channels) * (4 if self.fmt == "f32le" else 2)
 
 
-def _stdin_binary() -> BinaryIO:
-    import sys
-
-    return sys.stdin.buffer
-
-
 def spool(src: BinaryIO, directory: str | None = None) -> Path:
     """Copy a stream to a new temporary file (in ``$TMPDIR``) and return its path."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="audiorecon-stdin-", suffix=".bin")
@@ -114,25 +109,25 @@ def open_spooled(path: Path, raw: RawFormat | None) -> tuple[sf.SoundFile, int, 
     f = sf.SoundFile(path, format="RAW", subtype=raw.subtype, samplerate=int(raw.rate),
                      channels=int(raw.channels), endian="LITTLE")
     if raw.fmt == "f32le":
-        for block in f.blocks(blocksize=stream.BLOCK, dtype="float32", always_2d=True):
-            if not np.isfinite(block).all():
-                f.close()
-                raise audio.AudioError(f"{STDIN_NAME}: contains NaN or infinite samples")
-        f.seek(0)
+        try:
+            stream.scan_finite(f, STDIN_NAME)
+        except audio.AudioError:
+            f.close()
+            raise
     return f, int(f.frames), int(f.channels), int(raw.rate)
 
 
 @contextlib.contextmanager
 def stdin_input(raw: RawFormat | None, src: BinaryIO | None = None) -> Iterator[tuple]:
-    """Spool stdin and yield ``(opened, name)`` for :func:`stream.enhance_blocks`; the
-    spool file is removed afterwards whatever happens."""
-    src = src if src is not None else _stdin_binary()
+    """Spool stdin and yield it opened as :func:`open_spooled` opens it; the spool file is
+    removed afterwards whatever happens."""
+    src = src if src is not None else sys.stdin.buffer
     if hasattr(src, "isatty") and src.isatty():
         raise audio.AudioError(f"{STDIN_NAME} is a terminal; pipe audio in, e.g. "
                                "`cat in.wav | audiorecon enhance -m MODEL -i - -o out.wav`")
     tmp = spool(src)
     try:
-        yield open_spooled(tmp, raw), tmp
+        yield open_spooled(tmp, raw)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -177,8 +172,6 @@ def pcm_bytes(y: np.ndarray, rate: int, subtype: str) -> bytes:
 def stdout_fd() -> Iterator[BinaryIO]:
     """A private handle on the real stdout; fd 1 points at stderr meanwhile, so no library
     print (Python or C) can land inside the audio stream."""
-    import sys
-
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
@@ -199,9 +192,7 @@ def write_blocks(sink: BinaryIO, blocks, n: int, channels: int, rate: int, subty
         if not raw:
             sink.write(wav_header(n, channels, rate, subtype))
         for _a, y in blocks:
-            if not np.isfinite(y).all():
-                raise audio.AudioError(f"{STDOUT_NAME}: refusing to write NaN or infinite samples")
-            sink.write(pcm_bytes(np.clip(y, -1.0, 1.0) if clip else y, rate, subtype))
+            sink.write(pcm_bytes(stream.writable(y, STDOUT_NAME, clip), rate, subtype))
         sink.flush()
     except BrokenPipeError as e:
         raise audio.AudioError(f"{STDOUT_NAME}: the reader closed the pipe early") from e

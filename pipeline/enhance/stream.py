@@ -100,6 +100,22 @@ class _Reader:
         return x
 
 
+def scan_finite(f: sf.SoundFile, name: str | os.PathLike) -> None:
+    """Fail before inference if the open file holds NaN/inf (read block by block, rewound)."""
+    for block in f.blocks(blocksize=BLOCK, dtype="float32", always_2d=True):
+        if not np.isfinite(block).all():
+            raise audio.AudioError(f"{name}: contains NaN or infinite samples; "
+                                   "regenerate the file from a clean source")
+    f.seek(0)
+
+
+def writable(y: np.ndarray, name: str | os.PathLike, clip: bool) -> np.ndarray:
+    """An enhanced block as it is written: refused if non-finite, clipped for integer PCM."""
+    if not np.isfinite(y).all():
+        raise audio.AudioError(f"{name}: refusing to write NaN or infinite samples")
+    return np.clip(y, -1.0, 1.0) if clip else y
+
+
 def open_input(path: str | os.PathLike) -> tuple[sf.SoundFile, int, int, int]:
     """Open an audio file with :func:`audio.read_audio`'s checks, without reading it whole.
 
@@ -129,11 +145,7 @@ def open_input(path: str | os.PathLike) -> tuple[sf.SoundFile, int, int, int]:
         if f.frames == 0:
             raise audio.AudioError(f"{p}: contains no audio frames (header only)")
         if f.subtype in _FLOAT_SUBTYPES:
-            for block in f.blocks(blocksize=BLOCK, dtype="float32", always_2d=True):
-                if not np.isfinite(block).all():
-                    raise audio.AudioError(f"{p}: contains NaN or infinite samples; "
-                                           "regenerate the file from a clean source")
-            f.seek(0)
+            scan_finite(f, p)
         return f, int(f.frames), int(f.channels), rate
     except audio.AudioError:
         if f is not None:
@@ -284,11 +296,9 @@ def enhance_stream(
                 try:
                     for _a, y in enhance_blocks(reader.read, n, channels, rate, predict, meta,
                                                 hop=hop, block=block, progress=progress):
-                        if not np.isfinite(y).all():
-                            raise audio.AudioError(f"{p}: refusing to write NaN or infinite "
-                                                   "samples")
+                        y = writable(y, p, clip)
                         with _write_errors(p):
-                            f_out.write(np.clip(y, -1.0, 1.0) if clip else y)
+                            f_out.write(y)
                 except BaseException:
                     with contextlib.suppress(Exception):
                         f_out.close()

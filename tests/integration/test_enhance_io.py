@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import conv_net, save_model_dir
 
 from pipeline.enhance import enhance_file, enhance_tree
 from pipeline.enhance.pipes import RawFormat, pcm_bytes, pipe_subtype, wav_header
@@ -27,19 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A tiny random Conv1D model: outputs differ from inputs, so equality means something."""
-    keras.utils.set_random_seed(1)
-    m = keras.Sequential([
-        keras.Input((None, 1)),
-        keras.layers.Conv1D(4, 9, padding="same", activation="tanh"),
-        keras.layers.Conv1D(1, 5, padding="same"),
-    ])
-    folder = tmp_path_factory.mktemp("m") / "conv"
-    folder.mkdir()
-    m.save(folder / "model.keras")
-    (folder / "meta.json").write_text(json.dumps({
-        "experiment": "conv", "task": "test", "sample_rate": RATE, "frame_length": 256,
-        "arch": "test"}))
-    return folder
+    return save_model_dir(tmp_path_factory.mktemp("m") / "conv", conv_net(seed=1))
 
 
 def _audio(n: int, channels: int, seed: int = 0) -> np.ndarray:

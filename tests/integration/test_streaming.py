@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import conv_net, save_model_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,15 +39,6 @@ def identity(frames: np.ndarray) -> np.ndarray:
     return frames.copy()
 
 
-def _save_model_dir(folder: Path, model, rate: int = MODEL_RATE, frame: int = T) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.keras")
-    meta = {"experiment": folder.name, "task": "test", "sample_rate": rate,
-            "frame_length": frame, "arch": "test"}
-    (folder / "meta.json").write_text(json.dumps(meta))
-    return folder
-
-
 def _identity_model():
     return keras.Sequential([
         keras.Input((None, 1)),
@@ -60,7 +52,7 @@ def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     model = _identity_model()
     for rate in (8000, 16000, 44100, 48000):
-        _save_model_dir(root / f"id{rate}", model, rate=rate)
+        save_model_dir(root / f"id{rate}", model, rate=rate)
     return root
 
 
@@ -414,13 +406,8 @@ def test_enhance_blocks_equal_enhance_signal(rate, channels, n, hop):
 @pytest.fixture(scope="module")
 def conv_model(tmp_path_factory) -> Path:
     """A tiny random Conv1D model ('same' padding: position-dependent near frame edges)."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((None, 1)),
-        keras.layers.Conv1D(4, 9, padding="same", activation="tanh"),
-        keras.layers.Conv1D(1, 5, padding="same"),
-    ])
-    return _save_model_dir(tmp_path_factory.mktemp("conv") / "conv", model)
+    model = conv_net(0)
+    return save_model_dir(tmp_path_factory.mktemp("conv") / "conv", model)
 
 
 @pytest.mark.parametrize("rate", [16000, 44100, 48000])
@@ -517,7 +504,7 @@ def test_realtime_factor_conv_model(tmp_path):
         keras.layers.Conv1D(32, 9, padding="same", activation="relu"),
         keras.layers.Conv1D(1, 9, padding="same"),
     ])
-    folder = _save_model_dir(tmp_path / "conv", model, frame=1024)
+    folder = save_model_dir(tmp_path / "conv", model, frame=1024)
     inp, out = tmp_path / "in.wav", tmp_path / "out.wav"
     write_audio_atomic(inp, _tones(60 * MODEL_RATE, MODEL_RATE, 1), MODEL_RATE)
     t0 = time.perf_counter()
