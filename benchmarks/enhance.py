@@ -96,8 +96,20 @@ def model_folder(experiment: str, workdir: Path, params_path: str = "params.yaml
     return folder, f"untrained {model_cfg.arch} from params.yaml ({why})"
 
 
+def _fir_flops(taps: int, T: int) -> float:
+    """FixedFIR on one frame: direct below FFT_MIN_TAPS, else two real FFTs, a complex product
+    and an inverse real FFT of the power of two that holds the odd-extended frame."""
+    from pipeline.nn.layers import FFT_MIN_TAPS
+
+    if taps < FFT_MIN_TAPS:
+        return 2.0 * taps * T
+    n = 1 << int(np.ceil(np.log2(T + taps - 1)))
+    return 3 * 2.5 * n * np.log2(n) + 6 * (n // 2 + 1)
+
+
 def count_flops(model, T: int) -> tuple[float, list[dict]]:
-    """FLOPs of one (1, T, 1) frame: 2 x MACs of each Conv1D/Dense at its real output length."""
+    """FLOPs of one (1, T, 1) frame: 2 x MACs of each Conv1D/Dense at its real output length,
+    plus the prefilter FIR and the STFTs."""
     import keras
 
     layers = [la for la in model.layers if isinstance(la, keras.layers.Conv1D | keras.layers.Dense)]
@@ -117,6 +129,13 @@ def count_flops(model, T: int) -> tuple[float, list[dict]]:
             gemm = (positions, cin, la.units)
         total += 2.0 * macs
         rows.append({"layer": la.name, "flops": 2.0 * macs, "gemm_mkn": gemm})
+    for la in model.layers:  # the U-Net's prefilter (pipeline.nn.layers.FixedFIR)
+        taps = getattr(la, "taps", None)
+        if not isinstance(taps, list) or len(taps) < 2:
+            continue
+        flops = _fir_flops(len(taps), T)
+        total += flops
+        rows.append({"layer": la.name, "flops": flops, "gemm_mkn": None})
     for la in model.layers:  # STFT / inverse STFT layers (pipeline.nn.layers.Spectrogram, MaskedISTFT)
         n_fft = getattr(la, "n_fft", None)
         if not n_fft:

@@ -38,23 +38,45 @@ def sparse_nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.divmod(idx, mask.shape[1])
 
 
+# Rows per block in `noise`: ~64 Ki samples (256 KiB of float32), so a block's draws are still in
+# cache when they are scaled and tested instead of making another pass over the whole array.
+_BLOCK_SAMPLES = 1 << 16
+
+
 def noise(cfg: NoiseDeg, x: np.ndarray, rng: np.random.Generator):
-    """Gaussian noise at a per-frame std (or per-frame SNR) plus sparse ±a impulses."""
+    """Gaussian noise at a per-frame std (or per-frame SNR) plus sparse ±a impulses.
+
+    The (n, T) draws are made block by block with ``out=``: the Generator fills them from the
+    same stream as one (n, T) call, so the frames do not depend on the block size.
+    """
     n, T = x.shape
     if cfg.std is not None:
         std = rng.uniform(*cfg.std, size=n)
     else:
         snr = rng.uniform(*cfg.snr_db, size=n)
         std = _rms(x) / 10 ** (snr / 20)
-    y = rng.standard_normal((n, T), dtype=np.float32)
-    y *= std.astype(np.float32)[:, None]
-    y += x
+    std32 = std.astype(np.float32)[:, None]
+    step = max(1, _BLOCK_SAMPLES // max(T, 1))
+    y = np.empty((n, T), np.float32)
+    for s in range(0, n, step):
+        block = y[s : s + step]
+        rng.standard_normal(dtype=np.float32, out=block)
+        block *= std32[s : s + step]
+        block += x[s : s + step]
     p = rng.uniform(*cfg.impulse_prob, size=n).astype(np.float32)
     a = rng.uniform(*cfg.impulse_amp, size=n).astype(np.float32)
-    u = rng.random((n, T), dtype=np.float32)
-    rows, cols = sparse_nonzero(u < p[:, None])  # impulses are sparse: touch only the hits
+    u = np.empty((min(step, n), T), np.float32)
+    rows, cols, u_hit = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for s in range(0, n, step):
+        ub = u[: min(step, n - s)]
+        rng.random(dtype=np.float32, out=ub)
+        r, c = sparse_nonzero(ub < p[s : s + step, None])  # impulses are sparse: only the hits
+        rows.append(r + s)
+        cols.append(c)
+        u_hit.append(ub[r, c])
+    rows, cols, u_hit = (np.concatenate(v) for v in (rows, cols, u_hit))
     # Reuse the same uniform for the sign: given a hit (u < p), u / p is uniform on [0, 1).
-    sign = np.where(u[rows, cols] < 0.5 * p[rows], np.float32(-1), np.float32(1))
+    sign = np.where(u_hit < 0.5 * p[rows], np.float32(-1), np.float32(1))
     y[rows, cols] += sign * a[rows]
     return y, {
         "noise_std": std.astype(np.float32),

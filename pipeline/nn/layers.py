@@ -164,6 +164,11 @@ class Spectrogram(_STFTLayer):
         return shape, shape, shape
 
 
+# From this many taps FixedFIR convolves by FFT: a 1-channel conv of a 511-tap filter took a third
+# of the prefiltered U-Net's inference time (filters 8) on 2 cores; by FFT it is a few per cent.
+FFT_MIN_TAPS = 64
+
+
 @register
 class FixedFIR(layers.Layer):
     """A fixed (non-trainable) zero-phase FIR over time: (b, T, 1) -> (b, T, 1).
@@ -194,7 +199,23 @@ class FixedFIR(layers.Layer):
         left = 2.0 * first - ops.take(x, left_idx, axis=1)
         right = 2.0 * last - ops.take(x, right_idx, axis=1)
         padded = ops.concatenate([left, x, right], axis=1)
-        return ops.conv(padded, ops.cast(self._kernel, x.dtype), padding="valid")
+        if len(self.taps) < FFT_MIN_TAPS:
+            return ops.conv(padded, ops.cast(self._kernel, x.dtype), padding="valid")
+        return self._fft_valid(padded[..., 0], t)[..., None]
+
+    def _fft_valid(self, padded, t):
+        """The 'valid' part of padded * taps by FFT (length: the power of two >= the padded frame).
+
+        A circular convolution of length n >= len(padded) only wraps into the first taps - 1
+        outputs of the full convolution, which 'valid' drops.
+        """
+        half = len(self.taps) // 2
+        length = ops.cast(ops.shape(padded)[1], "float32")
+        n = ops.cast(2.0 ** ops.ceil(ops.log2(length)), "int32")
+        xr, xi = ops.rfft(padded, fft_length=n)
+        hr, hi = ops.rfft(ops.convert_to_tensor([self.taps], dtype=padded.dtype), fft_length=n)
+        y = ops.irfft((xr * hr - xi * hi, xr * hi + xi * hr), fft_length=n)
+        return y[:, 2 * half : 2 * half + t]
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -144,3 +144,33 @@ def test_sparse_nonzero_equals_np_nonzero(rows, cols, density, seed):
     assert all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want, strict=True))
     assert all(np.array_equal(g, w) for g, w in zip(D.sparse_nonzero(mask[:, ::-1]),
                                                      np.nonzero(mask[:, ::-1]), strict=True))
+
+
+
+def _noise_in_one_draw(cfg: NoiseDeg, x: np.ndarray, rng: np.random.Generator):
+    """The definition `noise` implements block by block: each (n, T) draw made in one call."""
+    n, T = x.shape
+    std = rng.uniform(*cfg.std, size=n)
+    y = rng.standard_normal((n, T), dtype=np.float32) * std.astype(np.float32)[:, None] + x
+    p = rng.uniform(*cfg.impulse_prob, size=n).astype(np.float32)
+    a = rng.uniform(*cfg.impulse_amp, size=n).astype(np.float32)
+    u = rng.random((n, T), dtype=np.float32)
+    hit = u < p[:, None]
+    sign = np.where(u < 0.5 * p[:, None], np.float32(-1), np.float32(1))
+    return y + hit * sign * a[:, None], hit.sum(axis=1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 50), T=st.integers(1, 90), block=st.sampled_from([1, 7, 64, 1 << 16]),
+       seed=st.integers(0, 2**16))
+def test_noise_blocks_draw_the_same_stream_as_one_call(n, T, block, seed):
+    x = np.random.default_rng(seed + 1).standard_normal((n, T)).astype(np.float32)
+    cfg = NoiseDeg(std=(0.01, 0.1), impulse_prob=(0.0, 0.2), impulse_amp=(0.1, 0.5))
+    want, hits = _noise_in_one_draw(cfg, x, np.random.default_rng(seed))
+    saved, D._BLOCK_SAMPLES = D._BLOCK_SAMPLES, block
+    try:
+        got, draws = D.noise(cfg, x, np.random.default_rng(seed))
+    finally:
+        D._BLOCK_SAMPLES = saved
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(draws["n_impulses"], hits)

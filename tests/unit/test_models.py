@@ -23,7 +23,15 @@ from pipeline.config.model import (
     tunable_names,
 )
 from pipeline.nn.architectures import BUILDERS, build_model, unet_plan
-from pipeline.nn.layers import EdgeBlend, FixedFIR, MaskedISTFT, PhaseAdvance, Spectrogram, SubPixel1D
+from pipeline.nn.layers import (
+    FFT_MIN_TAPS,
+    EdgeBlend,
+    FixedFIR,
+    MaskedISTFT,
+    PhaseAdvance,
+    Spectrogram,
+    SubPixel1D,
+)
 from pipeline.nn.losses import ReconLoss, make_loss
 
 ARCHS = ("unet", "seed_encoder_decoder")
@@ -303,6 +311,25 @@ def test_fixed_fir_is_convolution_of_the_odd_extended_frame(taps):
     ref = np.stack([np.convolve(_odd_extend(x[i, :, 0], half) if half else x[i, :, 0], h, "valid")
                     for i in range(3)])
     np.testing.assert_allclose(y[..., 0], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("taps, t", [(65, 40), (511, 1024), (511, 300), (511, 2000), (127, 5)])
+def test_fixed_fir_by_fft_equals_the_direct_convolution(taps, t):
+    # Long filters go through the FFT path (taps >= FFT_MIN_TAPS), frames shorter than the
+    # filter included: the same odd extension, the same 'valid' samples.
+    assert taps >= FFT_MIN_TAPS
+    rng = np.random.default_rng(taps + t)
+    h = (rng.normal(size=taps) / taps).astype(np.float32)
+    x = frames(2, t)
+    y = np.asarray(FixedFIR(h)(x))
+    half = taps // 2
+    idx = lambda k: np.clip(k, 0, t - 1)  # noqa: E731  (the layer clips reflections of short frames)
+    ref = []
+    for v in x[..., 0].astype(np.float64):
+        ext = np.concatenate([2 * v[0] - v[idx(np.arange(half, 0, -1))], v,
+                              2 * v[-1] - v[idx(t - 1 - np.arange(1, half + 1))]])
+        ref.append(np.convolve(ext, h, "valid"))
+    np.testing.assert_allclose(y[..., 0], np.stack(ref), atol=2e-5)
 
 
 def test_fixed_fir_keeps_a_line_intact_at_the_edges_and_takes_short_frames():
