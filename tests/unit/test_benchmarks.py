@@ -258,3 +258,17 @@ def test_report_markdown_includes_the_speed_table():
               "not_measured_in_this_run": [], "details": {"speed": speed}}
     md = markdown(report)
     assert "## Speed against the anchors (60 s at 16 kHz: clip)" in md and "| RNNoise | 15.0x |" in md
+
+
+def test_bandwidth_bounds_split_the_error_by_band():
+    from benchmarks.bandwidth_bounds import band_edges, report
+
+    n = np.arange(1024)
+    low = np.sin(2 * np.pi * 32 * n / 1024)  # 500 Hz at 16 kHz, on a DFT bin
+    clean = np.stack([low + 0.5 * np.sin(2 * np.pi * 192 * n / 1024 + k) for k in range(3)])  # + 3 kHz
+    degraded = np.stack([low] * 3)  # the kept band exactly, nothing above
+    lines = report(clean, degraded, 16000, 4, estimate=clean.copy())
+    assert any("2000 Hz: gain +0.00 dB" in s for s in lines)  # the band-limited copy is the input
+    share = {s.split(":")[0].strip(): s for s in lines if "of the spline's error" in s}
+    assert "1.000 of the spline's error; model error / spline error 0.000" in share["2000- 4000 Hz"]
+    assert band_edges(16000, 4) == [(0.0, 1600.0), (1600.0, 2000.0), (2000.0, 4000.0), (4000.0, 8001)]
