@@ -112,6 +112,8 @@ def count_flops(model, T: int) -> tuple[float, list[dict]]:
     plus the prefilter FIR and the STFTs."""
     import keras
 
+    from pipeline.nn.layers import FixedFIR
+
     layers = [la for la in model.layers if isinstance(la, keras.layers.Conv1D | keras.layers.Dense)]
     probe = keras.Model(model.inputs, [la.output for la in layers])
     outs = probe([np.zeros((1, T, 1), np.float32)], training=False)
@@ -129,13 +131,11 @@ def count_flops(model, T: int) -> tuple[float, list[dict]]:
             gemm = (positions, cin, la.units)
         total += 2.0 * macs
         rows.append({"layer": la.name, "flops": 2.0 * macs, "gemm_mkn": gemm})
-    for la in model.layers:  # the U-Net's prefilter (pipeline.nn.layers.FixedFIR)
-        taps = getattr(la, "taps", None)
-        if not isinstance(taps, list) or len(taps) < 2:
-            continue
-        flops = _fir_flops(len(taps), T)
-        total += flops
-        rows.append({"layer": la.name, "flops": flops, "gemm_mkn": None})
+    for la in model.layers:  # the U-Net's prefilter
+        if isinstance(la, FixedFIR) and len(la.taps) > 1:  # one tap: a scale, not counted
+            flops = _fir_flops(len(la.taps), T)
+            total += flops
+            rows.append({"layer": la.name, "flops": flops, "gemm_mkn": None})
     for la in model.layers:  # STFT / inverse STFT layers (pipeline.nn.layers.Spectrogram, MaskedISTFT)
         n_fft = getattr(la, "n_fft", None)
         if not n_fft:
