@@ -101,11 +101,34 @@ ModelCfg = Annotated[MlpCfg | UnetCfg | SeedEncoderDecoderCfg | StftMaskCfg,
 MODEL_CFGS: tuple[type[Strict], ...] = (MlpCfg, UnetCfg, SeedEncoderDecoderCfg, StftMaskCfg)
 
 
+class SpectralLossCfg(Strict):
+    """A compressed-magnitude spectral term added to the sample loss.
+
+    10 log10(sum (|Y|^p - |Y_hat|^p)^2 / sum |Y|^p^2) per frame, in dB like the SNR loss and,
+    like it, independent of the frame's level. Power-law compression (p about 0.3, as in
+    DeepFilterNet's and GTCRN's losses) weighs quiet time-frequency bins, the residual noise in
+    speech pauses that PESQ punishes and an SNR loss barely sees.
+    """
+
+    weight: float = Field(0.5, gt=0.0, le=10.0)
+    n_fft: int = Field(512, ge=16, le=8192)
+    power: float = Field(0.3, gt=0.0, le=1.0)
+
+    @field_validator("n_fft")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 4:
+            raise ValueError("must be a multiple of 4 (the hop is n_fft/4)")
+        return v
+
+
 class TrainCfg(Strict):
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1, le=65_536)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
     loss: Literal["mse", "l1", "snr"] = "mse"
+    # null: the sample loss alone
+    spectral: SpectralLossCfg | None = None
     patience: int = Field(4, ge=1, le=1000)
     # Halve the learning rate after this many epochs without a better val_loss (null: constant).
     lr_patience: int | None = Field(None, ge=1, le=1000)

@@ -450,3 +450,58 @@ def test_trained_models_saved_by_earlier_versions_load_and_predict(name):
     x = frames(2, experiments[name].frame_length)
     y = np.asarray(loaded.predict(x, verbose=0))
     assert y.shape == x.shape and np.isfinite(y).all()
+
+
+# ----------------------------------------------------------------------------- spectral term
+def _compressed_numpy(y: np.ndarray, n_fft: int, power: float) -> np.ndarray:
+    """|STFT|^power by hand: reflect-padded centred frames, periodic Hann, hop n_fft/4."""
+    from scipy.signal import get_window
+
+    hop, w = n_fft // 4, get_window("hann", n_fft)
+    x = np.pad(y[..., 0].astype(np.float64), ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
+    starts = np.arange(0, x.shape[1] - n_fft + 1, hop)
+    segs = x[:, starts[:, None] + np.arange(n_fft)] * w
+    return np.abs(np.fft.rfft(segs, axis=-1)) ** power
+
+
+def test_spectral_term_matches_numpy_per_frame():
+    from pipeline.nn.losses import spectral_db
+
+    y, y_hat = frames(3, 600, seed=4), frames(3, 600, seed=5)
+    c, c_hat = _compressed_numpy(y, 64, 0.3), _compressed_numpy(y_hat, 64, 0.3)
+    expected = 10 * np.log10(((c - c_hat) ** 2).sum(axis=(1, 2)) / (c**2).sum(axis=(1, 2)))
+    np.testing.assert_allclose(np.asarray(spectral_db(y, y_hat, 64, 0.3)), expected, atol=1e-3)
+
+
+def test_spectral_term_ignores_level_and_sign_but_not_added_noise():
+    """Level-free like the SNR loss; blind to a sign flip (phase), which the SNR loss punishes."""
+    from pipeline.nn.losses import spectral_db
+
+    y = frames(2, 2048, seed=6)
+    noisy = y + 0.3 * frames(2, 2048, seed=7)
+    np.testing.assert_allclose(np.asarray(spectral_db(y, noisy)),
+                               np.asarray(spectral_db(10 * y, 10 * noisy)), atol=1e-3)
+    assert np.all(np.asarray(spectral_db(y, -y)) < -60)
+    assert np.all(np.asarray(spectral_db(y, noisy)) > -30)
+    assert float(make_loss(TrainCfg(loss="snr"))(y, -y)) > 0  # the SNR loss sees the flip
+
+
+def test_loss_with_spectral_term_adds_weight_times_it_and_round_trips():
+    from pipeline.config.model import SpectralLossCfg
+    from pipeline.nn.losses import spectral_db
+
+    y, y_hat = frames(2, 512, seed=8), frames(2, 512, seed=9)
+    cfg = TrainCfg(loss="snr", spectral=SpectralLossCfg(weight=0.7, n_fft=128, power=0.5))
+    loss = make_loss(cfg)
+    plain = float(make_loss(TrainCfg(loss="snr"))(y, y_hat))
+    extra = float(np.mean(np.asarray(spectral_db(y, y_hat, 128, 0.5))))
+    assert float(loss(y, y_hat)) == pytest.approx(plain + 0.7 * extra, abs=1e-4)
+    again = ReconLoss.from_config(loss.get_config())
+    assert (again.spectral_weight, again.spectral_n_fft, again.spectral_power) == (0.7, 128, 0.5)
+
+
+def test_spectral_config_errors_name_the_key():
+    with pytest.raises(ValidationError, match="spectral.n_fft"):
+        TrainCfg(spectral={"n_fft": 510})
+    with pytest.raises(ValidationError, match="spectral.weight"):
+        TrainCfg(spectral={"weight": -1})
