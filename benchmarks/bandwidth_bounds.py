@@ -9,6 +9,12 @@ band-limited copy is farther from the clean frame than a good band-limited estim
 1024-sample frame by several dB; an 8192-sample frame much less). The per-band error ratios are
 direct measurements: a gain from above the kept band is content there predicted in phase.
 
+`excitation_coherence` asks how much of that phase is there to predict: the squared kept band
+(the classical nonlinear bandwidth extender's excitation, whose harmonics are phase-locked to the
+kept ones) fitted to the clean STFT above the kept band with the best complex gain per 8 bins
+and STFT frame (an oracle envelope and phase offset), against the same fit to another frame's
+excitation (what 2 free reals per 16 fit by chance).
+
     python -m benchmarks.bandwidth_bounds [--experiment speech-bandwidth] [--split val]
                                           [--model models/speech-bandwidth]
 """
@@ -65,6 +71,36 @@ def report(clean: np.ndarray, degraded: np.ndarray, rate: int, factor: int,
     return lines
 
 
+def excitation_coherence(clean: np.ndarray, rate: int, factor: int, n_fft: int = 512,
+                         group: int = 8) -> list[tuple[float, float, float, float]]:
+    """(lo Hz, hi Hz, error reduction with the frame's own excitation, with another frame's)
+    for three bands above the kept Nyquist; see the module docstring."""
+    from scipy.signal import stft
+
+    c = clean.astype(np.float64)
+    t = c.shape[-1]
+    edge = rate / (2 * factor)
+    low = np.fft.irfft(np.fft.rfft(c, axis=-1) * (np.fft.rfftfreq(t, 1 / rate) < edge), t, axis=-1)
+    low /= np.sqrt((low**2).mean(-1, keepdims=True)) + 1e-12
+    spec = lambda a: stft(a, nperseg=n_fft, noverlap=n_fft - n_fft // 4, axis=-1)[2]  # noqa: E731
+    target, own = spec(c), spec(low**2)
+    other = np.roll(own, 1, axis=0)
+    hz = rate / n_fft
+    rows = []
+    for lo, hi in ((edge, 1.25 * edge), (1.25 * edge, 1.5 * edge), (1.5 * edge, 2 * edge)):
+        b0, n = int(round(lo / hz)), int(round((hi - lo) / hz)) // group * group
+        tg = target[:, b0:b0 + n].reshape(len(c), n // group, group, -1)
+        total = (np.abs(tg) ** 2).sum()
+        out = [lo, hi]
+        for e in (own, other):
+            x = e[:, b0:b0 + n].reshape(tg.shape)
+            gain = (tg * x.conj()).sum(2, keepdims=True) / ((np.abs(x) ** 2).sum(2, keepdims=True)
+                                                            + 1e-30)
+            out.append(1 - float((np.abs(tg - gain * x) ** 2).sum() / total))
+        rows.append(tuple(out))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", "-e", default="speech-bandwidth")
@@ -86,6 +122,11 @@ def main() -> None:
     print(f"{a.experiment}, {a.split} split")
     for line in report(clean, degraded, r.exp.sample_rate, r.exp.degradation.factor, estimate):
         print("  " + line)
+    print("  phase-locked excitation (squared kept band), oracle complex gain per "
+          "8 bins x STFT frame: error reduction, own frame / another frame's")
+    for lo, hi, own, other in excitation_coherence(clean, r.exp.sample_rate,
+                                                    r.exp.degradation.factor):
+        print(f"  {lo:5.0f}-{hi:5.0f} Hz: {own:.3f} / {other:.3f}")
 
 
 if __name__ == "__main__":

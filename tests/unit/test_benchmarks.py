@@ -272,3 +272,15 @@ def test_bandwidth_bounds_split_the_error_by_band():
     share = {s.split(":")[0].strip(): s for s in lines if "of the spline's error" in s}
     assert "1.000 of the spline's error; model error / spline error 0.000" in share["2000- 4000 Hz"]
     assert band_edges(16000, 4) == [(0.0, 1600.0), (1600.0, 2000.0), (2000.0, 4000.0), (4000.0, 8001)]
+
+
+def test_excitation_coherence_finds_phase_locked_harmonics():
+    from benchmarks.bandwidth_bounds import excitation_coherence
+
+    n = np.arange(8192)
+    arg = 2 * np.pi * np.array([1550.0, 1650, 1750, 1850])[:, None] * n / 16000 + np.arange(4)[:, None]
+    locked = np.cos(arg) + 0.3 * np.cos(2 * arg)  # a second harmonic at 3.1-3.7 kHz, in phase
+    rows = excitation_coherence(locked, 16000, 4)
+    lo, hi, own, other = rows[-1]
+    assert (lo, hi) == (3000.0, 4000.0)
+    assert own > 0.99 and other < 0.1  # another frame's harmonic is 200 Hz away
