@@ -17,6 +17,7 @@ import numpy as np
 from pipeline import tracking
 from pipeline.config.resolve import Resolved
 from pipeline.io.atomic import atomic_dir
+from pipeline.io.keras_archive import canonicalize
 from pipeline.layout import DataError, ModelMeta, load_split, read_digest
 from pipeline.nn.fit import fit, metrics_logger, set_determinism, stop_reason, summarize_history
 from pipeline.versions import library_versions
@@ -75,6 +76,7 @@ def run_record(r: Resolved) -> dict[str, Any]:
 def write_outputs(r: Resolved, model: Any, meta: ModelMeta, history: dict[str, list[float]]):
     with atomic_dir(r.paths.model_dir) as tmp:
         model.save(tmp / r.paths.model.name)
+        canonicalize(tmp / r.paths.model.name)  # same weights, same bytes
         (tmp / r.paths.meta.name).write_text(meta.text())
         _write_history_csv(tmp / r.paths.history.name, history)
 
