@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -174,26 +176,39 @@ async def _drive(port: int, url: str, screenshot: Path | None, width: int) -> Pa
                               console_errors=_console_errors(cdp.events), screenshot=shot)
 
 
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the browser's process group, SIGKILL what is left after 10 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # helpers that outlived the browser
+    time.sleep(0.2)
+
+
 def inspect_page(html: Path, screenshot: Path | None = None, width: int = 1280) -> PageReport:
     """Load `html` (file://) in a fresh headless Chromium profile and return what it found."""
     binary = find_chromium()
     port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="audiorecon-chromium-") as profile:
+    # Chromium's helper processes can outlive the browser for a moment and still write to the
+    # profile: the whole process group is stopped, and a straggler's file never fails a test.
+    with tempfile.TemporaryDirectory(prefix="audiorecon-chromium-",
+                                     ignore_cleanup_errors=True) as profile:
         cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
                f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
                "--no-first-run", "--no-default-browser-check", "--mute-audio",
                "--disable-background-networking", "--disable-dev-shm-usage", "about:blank"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env={**os.environ, "HOME": profile})
+                                env={**os.environ, "HOME": profile}, start_new_session=True)
         try:
             return asyncio.run(_drive(port, Path(html).resolve().as_uri(), screenshot, width))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
 
 
 def check_page(html: Path, screenshot: Path) -> PageReport:
