@@ -177,17 +177,14 @@ async def _drive(port: int, url: str, screenshot: Path | None, width: int) -> Pa
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the browser's process group, SIGKILL what is left after 10 s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=10)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM the browser's process group, then SIGKILL it: helpers can outlive the browser."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # helpers that outlived the browser
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     time.sleep(0.2)
 
 
