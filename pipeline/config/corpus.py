@@ -34,7 +34,7 @@ class MusicRenderCfg(Strict):
 
     enabled: bool = True
     pieces: int = Field(40, ge=0, le=10_000)
-    max_seconds: float = Field(30.0, gt=0, le=600)
+    piece_seconds: float = Field(30.0, gt=0, le=600)  # audio seconds per rendered piece
     seed: int = Field(0, ge=0, lt=2**63)
 
 

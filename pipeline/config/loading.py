@@ -15,6 +15,15 @@ from pipeline.config.params import Params
 
 # ----------------------------------------------------------------------------- loading
 
+# Keys that left the schema, by (block, key): what to write instead. A params.yaml from before
+# gets this message rather than a bare "unknown key".
+REMOVED_KEYS = {
+    ("train", "max_seconds"): "removed: training length is counted in epochs, never in seconds "
+                              "(set train.epochs and train.patience)",
+    ("music_render", "max_seconds"): "renamed to `piece_seconds` (the length of each rendered "
+                                     "piece, in audio seconds)",
+}
+
 
 def _suggest(loc: tuple[Any, ...]) -> str:
     """A 'did you mean' for a misspelt key, from the sibling names the schema allows."""
@@ -36,7 +45,7 @@ def _format_error(err: ValidationError, source: str) -> str:
     path = ".".join(loc) or "(top level)"
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
-        msg = f"unknown key{_suggest(tuple(loc))}"
+        msg = REMOVED_KEYS.get(tuple(loc[-2:])) or f"unknown key{_suggest(tuple(loc))}"
     elif e["type"] == "union_tag_invalid":
         msg = msg.replace("Input tag", "value")
     more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""

@@ -132,9 +132,6 @@ class TrainCfg(Strict):
     patience: int = Field(4, ge=1, le=1000)
     # Halve the learning rate after this many epochs without a better val_loss (null: constant).
     lr_patience: int | None = Field(None, ge=1, le=1000)
-    # Exploration only: stop after the epoch that crosses this many seconds. Results then
-    # depend on machine load; meta.json and MLflow say so. No default experiment sets it.
-    max_seconds: float | None = Field(None, gt=0)
     # compile the training step with XLA. Keras leaves it off on CPU-only machines; it fuses
     # stft_mask's STFT and elementwise ops (1.6-1.9x the steps per second on 2 cores); the
     # U-Net's convolutions were no faster

@@ -39,29 +39,15 @@ def _callbacks_module():
     import keras
 
     class EpochClock(keras.callbacks.Callback):
-        """Adds `epoch_seconds` to the epoch logs; with `max_seconds` (exploration only) it
-        stops after the epoch crossing that budget (`stop_reason` tells so afterwards).
-
-        The seconds are a record of the run, never an input to it, unless max_seconds is set.
-        """
-
-        def __init__(self, max_seconds: float | None):
-            super().__init__()
-            self.max_seconds = max_seconds
-
-        def on_train_begin(self, logs=None):
-            self._elapsed = 0.0  # summed epoch times, as meta.json's train_seconds
+        """Adds `epoch_seconds` to the epoch logs: a record of the run, never an input to it
+        (training length is counted in epochs only)."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self._te = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.perf_counter() - self._te
-            self._elapsed += seconds
             if logs is not None:
-                logs["epoch_seconds"] = seconds
-            if self.max_seconds is not None and self._elapsed >= self.max_seconds:
-                self.model.stop_training = True
+                logs["epoch_seconds"] = time.perf_counter() - self._te
 
     class MetricsLogger(keras.callbacks.Callback):
         """Per-epoch metrics to the MLflow run (step = 1-based epoch), live during training."""
@@ -119,7 +105,7 @@ def fit(
     clock_cls, _ = _callbacks_module()
     builtin = [
         keras.callbacks.TerminateOnNaN(),
-        clock_cls(train_cfg.max_seconds),
+        clock_cls(),
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
         ),
@@ -166,8 +152,5 @@ def summarize_history(history: dict[str, list[float]], n_train: int) -> dict[str
 
 
 def stop_reason(summary: dict[str, Any], train_cfg: TrainCfg) -> str:
-    """Why training ended: `epochs` (the budget), `early_stopping`, or `wall_clock` (only
-    when the exploration option train.max_seconds was set and ran out)."""
-    if train_cfg.max_seconds and summary["train_seconds"] >= train_cfg.max_seconds:
-        return "wall_clock"
+    """Why training ended: `epochs` (the budget ran out) or `early_stopping` (patience did)."""
     return "early_stopping" if summary["epochs_run"] < train_cfg.epochs else "epochs"

@@ -69,7 +69,6 @@ def run_record(r: Resolved) -> dict[str, Any]:
         "base": {"seed": r.base_seed, "quick": r.quick},
         "seed": r.seed(STAGE),
         "tune": {"tuned": r.tuning.tuned, "source": r.tuning.record.source},
-        "budget": "wall_clock" if r.train.max_seconds else "epochs",
     }
 
 
@@ -89,8 +88,7 @@ def train_experiment(r: Resolved) -> ModelMeta:
     logged = run_record(r)
     versions = library_versions()
     p_hash = tracking.params_hash(logged)
-    tags = {**tracking.standard_tags(STAGE, r.name, p_hash, digest, cwd=r.paths.root),
-            "budget": logged["budget"]}
+    tags = tracking.standard_tags(STAGE, r.name, p_hash, digest, cwd=r.paths.root)
     run_name = f"{STAGE}/{r.name}" + (f" ({tags['dvc_exp_name']})" if "dvc_exp_name" in tags
                                       else "")
     with tracker.start_run(r.name, run_name, tags) as run:
@@ -114,7 +112,7 @@ def train_experiment(r: Resolved) -> ModelMeta:
             frame_length=r.exp.frame_length, arch=r.model.arch,
             model=logged["model"], train=logged["train"], tuned=r.tuning.tuned,
             config_source=r.tuning.record,
-            budget={"epochs": r.train.epochs, "max_seconds": r.train.max_seconds},
+            budget={"epochs": r.train.epochs},
             seed=logged["seed"], params_hash=p_hash, data_digest=digest,
             mlflow_run_id=run.run_id, mlflow_model_id=model_id, **summary, versions=versions)
         write_outputs(r, model, meta, history)

@@ -59,7 +59,7 @@ def test_uri_precedence_env_then_params_then_absolute_sqlite(tmp_path, monkeypat
 def test_flatten_params_gives_stable_dotted_names():
     flat = tracking.flatten_params(
         {
-            "train": {"learning_rate": 0.001, "max_seconds": None},
+            "train": {"learning_rate": 0.001, "spectral": None},
             "model": {"depth": 4},
             "degradation": {"snr_db": [-5.0, 25.0], "kind": "noise"},
         }
@@ -69,7 +69,7 @@ def test_flatten_params_gives_stable_dotted_names():
         "degradation.snr_db": "[-5.0, 25.0]",
         "model.depth": "4",
         "train.learning_rate": "0.001",
-        "train.max_seconds": "None",
+        "train.spectral": "None",
     }
     assert list(flat) == sorted(flat)
 

@@ -113,7 +113,7 @@ def test_outputs_and_meta(trained):
     assert meta.train["epochs"] == params.quick.epochs  # quick cap applied
     assert meta.tuned is False
     assert meta.stopped_by in ("epochs", "early_stopping")
-    assert meta.budget == {"epochs": params.quick.epochs, "max_seconds": None}
+    assert meta.budget == {"epochs": params.quick.epochs}
     assert {"tensorflow-cpu", "keras", "numpy", "optuna", "mlflow", "dvc"} <= set(meta.versions)
     assert meta.data_digest == json.loads((root / "data" / NAME / "digest.json").read_text())[
         "digest"
@@ -164,7 +164,7 @@ def test_mlflow_run_has_params_metrics_model_dataset_and_tags(trained, monkeypat
     assert tags["stage"] == "train" and tags["experiment"] == NAME
     assert tags["data_digest"] == meta.data_digest
     assert tags["params_hash"] == meta.params_hash
-    assert tags["budget"] == "epochs" and tags["stopped_by"] == meta.stopped_by
+    assert "budget" not in tags and tags["stopped_by"] == meta.stopped_by
     assert p["versions.keras"] == keras.__version__
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     contexts = {ds.dataset.name: {t.key: t.value for t in ds.tags}["mlflow.data.context"]
@@ -264,19 +264,15 @@ def test_bad_best_params_are_rejected_with_the_file_named(tmp_path):
         effective_config(params, NAME, root)
 
 
-def test_train_applies_best_params_and_says_when_a_clock_stopped_it(env, tmp_path):
-    # A 1 ms budget (the exploration option): training stops after the first epoch although
-    # quick mode allows two, and meta.json says the clock stopped it.
-    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False}, train={"max_seconds": 1e-3},
-                     tuned=True)
+def test_train_applies_best_params(env, tmp_path):
+    root = make_repo(tmp_path / "repo", {"uri": DEAD, "required": False}, tuned=True)
     _write_best(root, {"batch_size": 32, "filters": 2}, source="optuna", study="s", best_value=-1.0,
                 untuned_value=-0.5, n_trials=2)
     meta = train_experiment(resolve(load_params(root / "params.yaml"), NAME, root, tuned=True))
     assert meta.tuned is True and meta.config_source.source == "optuna"
     assert meta.config_source.untuned_value == -0.5
     assert meta.train["batch_size"] == 32 and meta.model["filters"] == 2
-    assert meta.train["epochs"] == 2 and meta.epochs_run == 1
-    assert meta.stopped_by == "wall_clock" and meta.budget["max_seconds"] == 1e-3
+    assert meta.train["epochs"] == 2 and meta.stopped_by in ("epochs", "early_stopping")
     model = keras.models.load_model(root / "models" / NAME / "model.keras", safe_mode=True,
                                     compile=False)
     first = next(la for la in model.layers if isinstance(la, (keras.layers.Conv1D, keras.layers.Dense)))

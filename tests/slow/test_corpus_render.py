@@ -21,7 +21,7 @@ def test_fluidsynth_renders_generated_midi_to_the_same_bytes_twice(tmp_path):
     audio = renderer.render(midi_piece(0, 0, 5.0))
     assert audio.dtype == np.float32 and audio.shape[1] == 2 and len(audio) > 4.5 * 44_100
     assert 0.01 < np.abs(audio).max() < 1
-    cfg = MusicRender(pieces=2, max_seconds=5.0)
+    cfg = MusicRender(pieces=2, piece_seconds=5.0)
     a, b = (render_pieces(renderer, cfg, Conditioning(), fetched) for _ in range(2))
     assert list(a.clips) == list(b.clips) and len(a.clips) == 2
     for key in a.clips:

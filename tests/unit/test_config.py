@@ -92,6 +92,14 @@ def test_retired_options_are_unknown_keys(where, key):
     assert f"experiments.{exp}.{where}" in msg and key in msg and "unknown key" in msg
 
 
+def test_clock_keys_are_refused_with_what_to_write_instead():
+    # No clock in results: training length is epochs only; the music piece length was renamed.
+    msg = _bad(lambda r: r["experiments"]["seed-noise"]["train"].update(max_seconds=60))
+    assert "experiments.seed-noise.train.max_seconds" in msg and "epochs" in msg
+    msg = _bad(lambda r: r["corpus"]["music_render"].update(max_seconds=30.0))
+    assert "corpus.music_render.max_seconds" in msg and "piece_seconds" in msg
+
+
 def test_space_key_must_be_a_tunable_of_each_tuned_experiment():
     def mutate(r):  # the tuned seed experiments are mlps: no kernel_size
         r["tune"]["space"]["kernel_size"] = {"type": "categorical", "choices": [3, 5]}

@@ -132,7 +132,7 @@ def fake_klettres(tmp_path) -> Fetched:
 
 def test_rendered_pieces_join_the_music_one_split_each(renderer, font_fetched, fake_klettres,
                                                        tmp_path):
-    cfg = MusicRender(pieces=6, max_seconds=5.0, seed=2)
+    cfg = MusicRender(pieces=6, piece_seconds=5.0, seed=2)
     rendered = render_pieces(renderer, cfg, Conditioning(), [font_fetched])
     assert len(rendered.table) == 6 and rendered.table["clip_id"].is_unique
     m = build_from([fake_klettres], tmp_path / "a", seed=0, rendered=rendered)
