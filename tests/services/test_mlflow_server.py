@@ -122,8 +122,7 @@ def test_server_killed_mid_training(trained, services):
     """SIGKILL the server while both repos train: the required stage stops with one message and
     its old outputs intact; the optional one warns, finishes and writes its outputs."""
     required, optional = trained[0]
-    long = {"quick.epochs": 60,
-            f"experiments.{EXP}.train.patience": 60}
+    long = {"quick.epochs": 60, f"experiments.{EXP}.train.patience": 60}
     saved = {r: (r / "params.yaml").read_text() for r in (required, optional)}
     _set(required, **long)
     _set(optional, **long, **{"tracking.required": False})
