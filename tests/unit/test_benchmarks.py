@@ -284,3 +284,28 @@ def test_excitation_coherence_finds_phase_locked_harmonics():
     lo, hi, own, other = rows[-1]
     assert (lo, hi) == (3000.0, 4000.0)
     assert own > 0.99 and other < 0.1  # another frame's harmonic is 200 Hz away
+
+
+def test_oracle_hints_carry_one_half_of_the_missing_band():
+    from benchmarks.bandwidth_hints import oracle_hint
+
+    n = np.arange(8192)
+    high = np.sin(2 * np.pi * 3000 * n / 16000)  # above the 2 kHz cut, on an STFT bin
+    clean = np.stack([a * high + np.sin(2 * np.pi * 500 * n / 16000) for a in (1.0, 0.25)])
+    rng = np.random.default_rng(0)
+    inner = slice(512, -512)  # away from the STFT's frame-edge windows
+
+    def corr(a, b):
+        return float(np.dot(a[inner], b[inner]) / np.linalg.norm(a[inner]) / np.linalg.norm(b[inner]))
+
+    phase = oracle_hint(clean, "phase", 16000, 2000.0, rng)
+    assert corr(phase[0], high) > 0.99  # the true phase; the 500 Hz part is gone
+    magnitude = oracle_hint(clean, "magnitude", 16000, 2000.0, rng)
+    spectrum = np.abs(np.fft.rfft(magnitude[0]))
+    assert abs(np.argmax(spectrum) * 16000 / 8192 - 3000) < 100  # the energy where it belongs
+    assert abs(corr(magnitude[0], high)) < 0.3  # but not in phase
+    rms = np.sqrt(np.mean(magnitude[:, inner] ** 2, axis=1))
+    assert rms[0] / rms[1] == pytest.approx(4.0, rel=0.1)  # the envelope, up to one factor
+    assert not oracle_hint(clean, "none", 16000, 2000.0, rng).any()
+    with pytest.raises(ValueError, match="hint must be one of"):
+        oracle_hint(clean, "both", 16000, 2000.0, rng)
